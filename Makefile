@@ -1,0 +1,37 @@
+# Front door: `make run` serves on embedded defaults, `make test` runs the whole suite.
+# VENV may live outside the checkout (CI caches it under ~/.cache/alo).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 9090
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+
+.PHONY: install run migrate test test-fast bench lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	PORT=$(PORT) $(PY) manage.py serve
+
+# The whole suite: unit, contract and integration tests (real Label Studio, PostgreSQL).
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit and contract tests only (no servers started).
+test-fast: install
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/predict.py
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,239 @@
+"""Text classification backend: `<Choices>` on a `<Text>`, single choice or multi-label.
+
+Turns tasks into texts, annotations into targets, fits TF-IDF + logistic regression,
+and turns class probabilities back into Label Studio `choices` results.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+
+from backends.label_config import LabelConfig, LabelConfigError, OutputTag
+
+# Object tags whose content is text a TF-IDF model can read.
+TEXT_OBJECTS = frozenset({"Text", "HyperText", "Markdown"})
+# A multi-label choice is predicted when its probability reaches this.
+MULTILABEL_THRESHOLD = 0.5
+
+UrlFetcher = Callable[[str, Any], str]
+
+
+class TaskDataError(ValueError):
+    """A task lacks the data the label config points at, or it cannot be read."""
+
+    def __init__(self, task_id: Any, message: str):
+        super().__init__(f"task {task_id}: {message}")
+        self.task_id = task_id
+
+
+class TrainingDataError(ValueError):
+    """The annotations cannot train a model (too few, or a single class)."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training example: a task's text and the choice(s) an annotator made."""
+
+    text: str
+    labels: tuple[str, ...]
+
+
+class TextClassificationBackend:
+    """Backend for a `<Choices>` control tag that labels a text object tag."""
+
+    name = "text_classification"
+
+    def __init__(self, config: LabelConfig, *, control: str | None = None):
+        self.config = config
+        self.control, self.object = _pick_pair(config, control)
+        if not self.control.labels:
+            raise LabelConfigError(f"<Choices name={self.control.name!r}> has no <Choice> children")
+        self.labels: tuple[str, ...] = self.control.labels
+        self.multiple: bool = self.control.multiple
+        self.data_key: str = self.object.data_key  # type: ignore[assignment]  # checked in _pick_pair
+
+    @classmethod
+    def supports(cls, config: LabelConfig) -> bool:
+        try:
+            _pick_pair(config, None)
+        except LabelConfigError:
+            return False
+        return True
+
+    # --- tasks and annotations ----------------------------------------------------------------
+    def task_text(self, task: Mapping[str, Any], fetch_url: UrlFetcher | None = None) -> str:
+        task_id = task.get("id")
+        data = task.get("data")
+        if not isinstance(data, Mapping):
+            raise TaskDataError(task_id, "has no 'data' object")
+        if self.data_key not in data:
+            keys = ", ".join(sorted(map(str, data))) or "none"
+            raise TaskDataError(
+                task_id,
+                f"data has no key {self.data_key!r}, which <{self.object.tag} name={self.object.name!r}> "
+                f"reads (keys present: {keys})",
+            )
+        value = data[self.data_key]
+        if value is None:
+            raise TaskDataError(task_id, f"data[{self.data_key!r}] is null")
+        if not isinstance(value, str):
+            value = str(value)
+        if self.object.value_type == "url":
+            if fetch_url is None:
+                raise TaskDataError(task_id, "its text is a URL and no Label Studio is configured to read it")
+            return fetch_url(value, task_id)
+        return value
+
+    def texts(self, tasks: Sequence[Mapping[str, Any]], fetch_url: UrlFetcher | None = None) -> list[str]:
+        return [self.task_text(task, fetch_url) for task in tasks]
+
+    def annotation_labels(self, result: Sequence[Mapping[str, Any]]) -> tuple[str, ...] | None:
+        """The choices an annotation result makes for our control, or None if it makes none."""
+        chosen: list[str] = []
+        for region in result or ():
+            if region.get("from_name") != self.control.name:
+                continue
+            value = region.get("value") or {}
+            for label in value.get("choices") or ():
+                if label in self.labels and label not in chosen:
+                    chosen.append(label)
+        if not chosen:
+            return None
+        return tuple(chosen) if self.multiple else (chosen[0],)
+
+    # --- model ----------------------------------------------------------------------------------
+    def make_estimator(self) -> Pipeline:
+        classifier: Any = LogisticRegression(max_iter=1000, class_weight="balanced")
+        if self.multiple:
+            classifier = OneVsRestClassifier(classifier)
+        return Pipeline(
+            [
+                ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)),
+                ("clf", classifier),
+            ]
+        )
+
+    def targets(self, examples: Sequence[Example]) -> np.ndarray:
+        if self.multiple:
+            index = {label: i for i, label in enumerate(self.labels)}
+            y = np.zeros((len(examples), len(self.labels)), dtype=np.int8)
+            for row, example in enumerate(examples):
+                for label in example.labels:
+                    y[row, index[label]] = 1
+            return y
+        return np.array([example.labels[0] for example in examples], dtype=object)
+
+    def fit(self, examples: Sequence[Example]) -> TextClassifier:
+        if len(examples) < 2:
+            raise TrainingDataError(f"need at least 2 annotated tasks to train, got {len(examples)}")
+        y = self.targets(examples)
+        if not self.multiple and len(set(y.tolist())) < 2:
+            raise TrainingDataError(
+                f"all {len(examples)} annotations choose {y[0]!r}: need at least 2 different choices to train"
+            )
+        if self.multiple and not (y.any(axis=0) & (~y.astype(bool)).any(axis=0)).any():
+            raise TrainingDataError("no choice is both present and absent in the annotations: nothing to learn")
+        pipeline = self.make_estimator()
+        pipeline.fit([e.text for e in examples], y)
+        return TextClassifier(pipeline=pipeline, labels=self.labels, multiple=self.multiple)
+
+    def wrap(self, pipeline: Pipeline) -> TextClassifier:
+        return TextClassifier(pipeline=pipeline, labels=self.labels, multiple=self.multiple)
+
+    # --- Label Studio results ---------------------------------------------------------------
+    def results(self, probabilities: np.ndarray) -> list[list[dict[str, Any]]]:
+        """Label Studio `result` lists, one per row of probabilities (columns = self.labels)."""
+        out: list[list[dict[str, Any]]] = []
+        from_name, to_name, labels = self.control.name, self.object.name, self.labels
+        if self.multiple:
+            for row in probabilities:
+                picked = np.flatnonzero(row >= MULTILABEL_THRESHOLD)
+                if picked.size == 0:
+                    out.append([])
+                    continue
+                out.append(
+                    [
+                        {
+                            "from_name": from_name,
+                            "to_name": to_name,
+                            "type": "choices",
+                            "value": {"choices": [labels[i] for i in picked]},
+                            "score": float(row[picked].mean()),
+                        }
+                    ]
+                )
+            return out
+        best = probabilities.argmax(axis=1)
+        for row, i in zip(probabilities, best):
+            out.append(
+                [
+                    {
+                        "from_name": from_name,
+                        "to_name": to_name,
+                        "type": "choices",
+                        "value": {"choices": [labels[i]]},
+                        "score": float(row[i]),
+                    }
+                ]
+            )
+        return out
+
+
+@dataclass
+class TextClassifier:
+    """A fitted pipeline plus what it means: probabilities in the label config's order."""
+
+    pipeline: Pipeline
+    labels: tuple[str, ...]
+    multiple: bool
+
+    def __post_init__(self) -> None:
+        # Single-label pipelines know only the classes seen in training; map them onto
+        # the config's full label list once, so unseen labels get probability 0.
+        self._columns: np.ndarray | None = None
+        if not self.multiple:
+            position = {label: i for i, label in enumerate(self.labels)}
+            classes = list(self.pipeline.classes_)
+            unknown = [c for c in classes if c not in position]
+            if unknown:
+                raise TrainingDataError(f"the model knows labels the config lacks: {unknown}")
+            self._columns = np.array([position[c] for c in classes], dtype=np.intp)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.labels)))
+        raw = self.pipeline.predict_proba(texts)
+        if self.multiple:
+            return np.asarray(raw, dtype=np.float64)
+        full = np.zeros((raw.shape[0], len(self.labels)), dtype=np.float64)
+        full[:, self._columns] = raw
+        return full
+
+    def features(self, texts: Sequence[str]):
+        """The sparse TF-IDF matrix the classifier sees (for diversity-aware strategies)."""
+        return self.pipeline.named_steps["tfidf"].transform(texts)
+
+
+def _pick_pair(config: LabelConfig, control: str | None) -> tuple[OutputTag, Any]:
+    """Choose the `<Choices>` control and the text object it labels."""
+    candidates = [o for o in config.outputs if o.tag == "Choices" and (control is None or o.name == control)]
+    for output in candidates:
+        for to_name in output.to_names:
+            obj = config.input(to_name)
+            if obj is not None and obj.tag in TEXT_OBJECTS and obj.data_key:
+                return output, obj
+    found = config.describe()
+    if control is not None and not candidates:
+        raise LabelConfigError(f"no <Choices name={control!r}> in the label config ({found})")
+    raise LabelConfigError(
+        "unsupported label config: no <Choices> control labels a text object "
+        f"(<Text>, <HyperText> or <Markdown> with value=\"$key\"); found {found}. "
+        "Supported: text classification, single choice or choice=\"multiple\"."
+    )

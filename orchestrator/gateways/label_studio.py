@@ -1,0 +1,130 @@
+"""The only gateway to Label Studio: label-studio-sdk calls, file reads, retries and paging.
+
+It calls only the Label Studio the operator configured (LABEL_STUDIO_URL with
+LABEL_STUDIO_API_KEY), never a host named by a request.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Cloud storage URIs that Label Studio resolves for us through its presign endpoint.
+STORAGE_SCHEMES = ("s3://", "gs://", "azure-blob://")
+TEXT_CACHE_SIZE = 10_000
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio could not be reached, or answered with an error."""
+
+
+class LabelStudioNotConfigured(LabelStudioError):
+    """LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is not set."""
+
+
+class ForeignUrlError(ValueError):
+    """A task points at a URL that is not on the configured Label Studio."""
+
+
+def is_configured() -> bool:
+    return bool(settings.LABEL_STUDIO_URL and settings.LABEL_STUDIO_API_KEY)
+
+
+@lru_cache(maxsize=1)
+def client():
+    """The label-studio-sdk client for the configured Label Studio (handles legacy and personal tokens)."""
+    if not is_configured():
+        raise LabelStudioNotConfigured(
+            "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set for the service to call Label Studio"
+        )
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(
+        base_url=settings.LABEL_STUDIO_URL, api_key=settings.LABEL_STUDIO_API_KEY,
+        timeout=settings.LABEL_STUDIO_TIMEOUT,
+    )
+
+
+def _request(method: str, path: str, **kwargs: Any):
+    """A raw HTTP call through the SDK's client (auth, token refresh, retries on idempotent errors)."""
+    wrapper = client()._client_wrapper
+    try:
+        response = wrapper.httpx_client.request(path, method=method, **kwargs)
+    except Exception as exc:  # httpx transport errors, timeouts
+        raise LabelStudioError(f"{method} {path} failed: {exc}") from exc
+    if response.status_code >= 400:
+        raise LabelStudioError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+    return response
+
+
+# --- task data behind URLs ------------------------------------------------------------------
+class _TextCache:
+    def __init__(self, size: int):
+        self._size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: str) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_texts = _TextCache(TEXT_CACHE_SIZE)
+
+
+def _local_path(url: str) -> str | None:
+    """The path of `url` on the configured Label Studio, or None if it points elsewhere."""
+    if url.startswith("/"):
+        return url
+    base = urlsplit(settings.LABEL_STUDIO_URL)
+    parts = urlsplit(url)
+    if parts.scheme in {"http", "https"} and (parts.scheme, parts.netloc) == (base.scheme, base.netloc):
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return None
+
+
+def fetch_text(url: str, task_id: Any) -> str:
+    """The text a task's data URL points at: an upload, a local file, or cloud storage via Label Studio."""
+    cached = _texts.get(url)
+    if cached is not None:
+        return cached
+    if url.startswith(STORAGE_SCHEMES):
+        encoded = base64.urlsafe_b64encode(url.encode()).decode()
+        path = f"/tasks/{int(task_id)}/resolve/?fileuri={quote(encoded)}"
+    else:
+        path = _local_path(url)
+        if path is None:
+            raise ForeignUrlError(
+                f"{url!r} is not on the configured Label Studio ({settings.LABEL_STUDIO_URL or 'none set'}); "
+                "only Label Studio uploads, its local files and its cloud storages are read"
+            )
+    text = _request("GET", path.lstrip("/")).text
+    _texts.put(url, text)
+    return text
+
+
+# --- annotations ------------------------------------------------------------------------------
+def iter_annotated_tasks(ls_project_id: int, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
+    """Every task of a project that has annotations, with them, page by page (never all in memory)."""
+    pager = client().tasks.list(project=ls_project_id, only_annotated=True, fields="all", page_size=page_size)
+    for task in pager:
+        yield task.dict() if hasattr(task, "dict") else dict(task)

@@ -1,0 +1,15 @@
+"""gunicorn settings for the ML backend; each is overridable by environment variable.
+
+Threads let one worker overlap a slow /predict with fast /health and /setup calls.
+"""
+import os
+
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+worker_class = "gthread"
+keepalive = 75
+timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
+# Label Studio sends every selected task in one /predict: allow large bodies and lines.
+limit_request_line = 8190
+accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true", "yes"} else None
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

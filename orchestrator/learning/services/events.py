@@ -1,0 +1,75 @@
+"""Record what Label Studio tells the service through /webhook and the legacy /train."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.learning.models import Project, WebhookEvent
+from orchestrator.learning.services.projects import parse_project_key
+
+# Events that change what a model should learn; the training loop acts on these.
+TRAINING_EVENTS = frozenset(
+    {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING", "TRAIN"}
+)
+
+
+class EventError(ValueError):
+    """A webhook body the service cannot read."""
+
+
+def _ids(items: Any) -> list[int]:
+    if isinstance(items, Mapping):
+        items = [items]
+    if not isinstance(items, list):
+        return []
+    out: list[int] = []
+    for item in items:
+        value = item.get("id") if isinstance(item, Mapping) else item
+        if isinstance(value, int) and not isinstance(value, bool):
+            out.append(value)
+    return out
+
+
+def _project_id(payload: Mapping[str, Any]) -> int | None:
+    project = payload.get("project")
+    if isinstance(project, Mapping):
+        project = project.get("id")
+    if project is None:
+        return None
+    try:
+        return parse_project_key(project)
+    except ValueError as exc:
+        raise EventError(str(exc)) from exc
+
+
+def record_event(payload: Any) -> WebhookEvent:
+    """Store one event compactly (ids, not payloads: a project object is kilobytes)."""
+    if not isinstance(payload, Mapping):
+        raise EventError("the webhook body must be a JSON object")
+    action = payload.get("action")
+    if not isinstance(action, str) or not action:
+        raise EventError('the webhook body has no "action" (e.g. "ANNOTATION_CREATED")')
+    ls_project_id = _project_id(payload)
+    annotation = payload.get("annotation")
+    cancelled = bool(isinstance(annotation, Mapping) and annotation.get("was_cancelled"))
+    annotation_ids = _ids(payload.get("annotation")) + _ids(payload.get("annotations"))
+    task_ids = _ids(payload.get("task")) + _ids(payload.get("tasks"))
+    project = Project.objects.filter(ls_project_id=ls_project_id).only("pk").first() if ls_project_id else None
+    return WebhookEvent.objects.create(
+        project=project,
+        ls_project_id=ls_project_id,
+        action=action[:64],
+        annotation_ids=annotation_ids,
+        task_ids=task_ids,
+        cancelled=cancelled,
+    )
+
+
+def record_legacy_train(payload: Any) -> WebhookEvent:
+    """The legacy POST /train (older Label Studio): every annotated task in `annotations`."""
+    if not isinstance(payload, Mapping):
+        raise EventError("the /train body must be a JSON object")
+    if "project" not in payload:
+        raise EventError('the /train body has no "project"')
+    tasks = payload.get("annotations")
+    return record_event({"action": "TRAIN", "project": payload["project"], "tasks": tasks if isinstance(tasks, list) else []})

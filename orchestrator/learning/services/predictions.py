@@ -1,0 +1,73 @@
+"""Answer /predict: Label Studio predictions with a labelling-priority score for each task."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+import strategies
+from orchestrator.gateways import label_studio
+from orchestrator.learning.serving import Serving
+
+
+def label_studio_score(priorities: np.ndarray) -> np.ndarray:
+    """Label Studio sorts ascending and calls it uncertainty sampling: store 1 - priority.
+
+    So ascending "Prediction score" lists the most informative task first, and for
+    least_confidence the number is exactly the model's confidence in its top choice.
+    """
+    return np.clip(1.0 - priorities, 0.0, 1.0)
+
+
+def cold_start_priorities(ls_project_id: int, task_ids: Sequence[Any]) -> np.ndarray:
+    """Before any model: a uniform random order, stable per task (the same task, the same score).
+
+    Random sampling is the standard cold start; hashing the ids keeps scores identical
+    across requests and workers, so the Data Manager order does not reshuffle.
+    """
+    out = np.empty(len(task_ids), dtype=np.float64)
+    for i, task_id in enumerate(task_ids):
+        digest = hashlib.blake2b(f"{ls_project_id}:{task_id}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "big") / 2**64
+    return out
+
+
+def model_priorities(serving: Serving, probabilities: np.ndarray) -> np.ndarray:
+    """The strategy's priorities for one request's tasks.
+
+    Strategies that need more than probabilities (a pool's features, a committee) rank
+    whole pools in the scoring job; on a /predict batch they fall back to entropy, which
+    is what they use as their own uncertainty term.
+    """
+    strategy = strategies.get(serving.strategy)
+    name = serving.strategy
+    if strategy.needs != frozenset({"probabilities"}) or strategy.batch_aware:
+        name = "multilabel_entropy" if serving.backend.multiple else "entropy"
+    elif serving.backend.multiple != (strategy.kind == "multi_label") and strategy.kind != "any":
+        # A single-label measure on a multi-label model (or the reverse) means nothing:
+        # use the matching family's entropy.
+        name = "multilabel_entropy" if serving.backend.multiple else "entropy"
+    options = serving.strategy_params if name == serving.strategy else {}
+    return strategies.priorities(name, probabilities=probabilities, **options)
+
+
+def predict(*, serving: Serving, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One Label Studio prediction per task, in order, all of the serving version."""
+    backend = serving.backend
+    fetch = label_studio.fetch_text if label_studio.is_configured() else None
+    texts = backend.texts(tasks, fetch)  # TaskDataError names the task and the missing key
+    if serving.model is None:
+        results: list[list[dict[str, Any]]] = [[] for _ in tasks]
+        priorities = cold_start_priorities(serving.ls_project_id, [t.get("id") for t in tasks])
+    else:
+        probabilities = serving.model.predict_proba(texts)
+        results = backend.results(probabilities)
+        priorities = model_priorities(serving, probabilities)
+    scores = label_studio_score(priorities)
+    version = serving.version
+    return [
+        {"result": result, "score": round(float(score), 6), "model_version": version}
+        for result, score in zip(results, scores)
+    ]

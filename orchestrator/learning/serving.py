@@ -1,0 +1,134 @@
+"""What each project serves right now, held in this process: backend, version and model.
+
+Per project, never process-global; refreshed from the database every few seconds, so a
+newly promoted version serves without a restart; models are cached per version.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from backends import TextClassificationBackend, TextClassifier, backend_for
+from orchestrator.gateways import mlflow_registry
+from orchestrator.learning.models import COLD_START_VERSION, Project
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = float(getattr(settings, "ALO_SERVING_REFRESH_SECONDS", 2.0))
+MODEL_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class Serving:
+    """A consistent snapshot: answers built from it never mix versions."""
+
+    project_pk: int
+    ls_project_id: int
+    version: str
+    backend: TextClassificationBackend
+    model: TextClassifier | None  # None: cold start
+    strategy: str
+    strategy_params: dict
+    fetched_at: float
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self._states: dict[int, Serving] = {}
+        self._backends: dict[tuple[int, str], TextClassificationBackend] = {}
+        self._models: OrderedDict[str, TextClassifier] = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._states.clear()
+            self._backends.clear()
+            self._models.clear()
+
+    def forget(self, ls_project_id: int) -> None:
+        with self._lock:
+            self._states.pop(ls_project_id, None)
+
+    def get(self, ls_project_id: int) -> Serving | None:
+        """The project's serving snapshot, or None if the project is unknown."""
+        state = self._states.get(ls_project_id)
+        if state is not None and time.monotonic() - state.fetched_at < REFRESH_SECONDS:
+            return state
+        project = Project.objects.select_related("serving").filter(ls_project_id=ls_project_id).first()
+        if project is None:
+            return None
+        return self._refresh(project)
+
+    def for_project(self, project: Project) -> Serving:
+        """The snapshot for a project row just read or written (skips the database read)."""
+        state = self._states.get(project.ls_project_id)
+        if state is not None and time.monotonic() - state.fetched_at < REFRESH_SECONDS and state.project_pk == project.pk:
+            if state.backend.config.digest == project.label_config_digest and state.strategy == project.strategy:
+                return state
+        return self._refresh(project)
+
+    def _refresh(self, project: Project) -> Serving:
+        backend = self._backend(project)
+        version, model = COLD_START_VERSION, None
+        serving = project.serving
+        # A model trained on another label config cannot answer this one: cold start until retrained.
+        if serving is not None and serving.label_config_digest == project.label_config_digest and serving.model_uri:
+            model = self._model(serving.model_uri, backend)
+            if model is not None:
+                version = serving.version
+        state = Serving(
+            project_pk=project.pk,
+            ls_project_id=project.ls_project_id,
+            version=version,
+            backend=backend,
+            model=model,
+            strategy=project.strategy,
+            strategy_params=dict(project.strategy_params or {}),
+            fetched_at=time.monotonic(),
+        )
+        self._states[project.ls_project_id] = state
+        return state
+
+    def _backend(self, project: Project) -> TextClassificationBackend:
+        key = (project.pk, project.label_config_digest)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = backend_for(project.label_config)
+            self._backends[key] = backend
+        return backend
+
+    def _model(self, uri: str, backend: TextClassificationBackend) -> TextClassifier | None:
+        model = self._models.get(uri)
+        if model is not None:
+            return model
+        with self._lock:
+            lock = self._load_locks.setdefault(uri, threading.Lock())
+        with lock:  # one load per version, however many requests wait for it
+            model = self._models.get(uri)
+            if model is not None:
+                return model
+            try:
+                model = backend.wrap(mlflow_registry.load_pipeline(uri))
+            except Exception:
+                # Keep answering (cold start) rather than failing every request.
+                logger.exception("model_load_failed uri=%s", uri)
+                return None
+            with self._lock:
+                self._models[uri] = model
+                while len(self._models) > MODEL_CACHE_SIZE:
+                    self._models.popitem(last=False)
+            return model
+
+    def put_model(self, uri: str, model: TextClassifier) -> None:
+        """Seed the cache with a model this process just trained (saves a load)."""
+        with self._lock:
+            self._models[uri] = model
+
+
+registry = _Registry()

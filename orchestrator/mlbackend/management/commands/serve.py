@@ -1,0 +1,63 @@
+"""`manage.py serve`: the web server and a Celery worker together, for one-command runs.
+
+Production runs them as separate services (docker-compose.yml); this is `make run`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve the ML backend (gunicorn) with a Celery worker and beat on the configured broker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "9090")))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--no-worker", action="store_true", help="Web server only.")
+
+    def handle(self, *args, port: int, host: str, no_worker: bool, **options):
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if settings.CELERY_BROKER_URL == "filesystem://":
+            for key in ("data_folder_in", "processed_folder"):
+                os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
+        python = sys.executable
+        commands = [
+            [python, "-m", "gunicorn", "orchestrator.wsgi:application", "--config", "python:orchestrator.gunicorn_conf",
+             "--bind", f"{host}:{port}"],
+        ]
+        if not no_worker:
+            commands.append([python, "-m", "celery", "-A", "orchestrator", "worker", "--loglevel",
+                             settings.LOG_LEVEL.lower(), "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"),
+                             "--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")])
+        children = [subprocess.Popen(cmd) for cmd in commands]
+        self.stdout.write(f"serving the ML backend at http://{host}:{port} (data: {settings.DATA_DIR})")
+
+        def stop(*_):
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            # If one child dies, stop the other: a web server without its worker is half a service.
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        finally:
+            stop()
+            deadline = time.monotonic() + 10
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+        if failed:
+            raise SystemExit(failed[0])

@@ -1,0 +1,150 @@
+"""Views of the ML backend protocol; each parses, calls one service, and answers JSON.
+
+Plain Django views with orjson rather than DRF: Label Studio waits on these (1 s for
+/health, 3 s for /setup), and /predict carries thousands of tasks.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from backends import LabelConfigError, TaskDataError
+from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
+from orchestrator.learning import selectors
+from orchestrator.learning.serving import registry
+from orchestrator.learning.services import events, predictions, projects
+from orchestrator.mlbackend.auth import check_basic_auth
+
+logger = logging.getLogger(__name__)
+
+
+def json_response(data: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error(status: int, detail: str) -> HttpResponse:
+    return json_response({"status": status, "detail": detail}, status=status)
+
+
+class BadRequest(Exception):
+    def __init__(self, detail: str, status: int = 400):
+        super().__init__(detail)
+        self.detail, self.status = detail, status
+
+
+def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
+    """Method check, optional basic auth, and input errors as 4xx JSON naming the problem."""
+
+    def decorate(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+        @csrf_exempt
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest) -> HttpResponse:
+            if request.method not in methods:
+                response = error(405, f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}")
+                response["Allow"] = ", ".join(methods)
+                return response
+            if auth and not check_basic_auth(request.headers.get("Authorization")):
+                response = error(401, "basic authentication required: wrong or missing user and password")
+                response["WWW-Authenticate"] = 'Basic realm="Label Studio ML backend"'
+                return response
+            try:
+                return view(request)
+            except BadRequest as exc:
+                return error(exc.status, exc.detail)
+            except (LabelConfigError, TaskDataError, ForeignUrlError, projects.ProjectKeyError,
+                    projects.StrategyError, events.EventError) as exc:
+                return error(422 if isinstance(exc, LabelConfigError) else 400, str(exc))
+            except LabelStudioError as exc:
+                logger.warning("label_studio_error path=%s error=%s", request.path, exc)
+                return error(502, f"Label Studio could not be read: {exc}")
+
+        return wrapper
+
+    return decorate
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    if not request.body:
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest(f"the request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+@protocol_view(("GET", "HEAD"))
+def health(request: HttpRequest) -> HttpResponse:
+    # No database, no model, no network: Label Studio gives this 1 s.
+    return json_response({"status": "UP", "model_class": settings.MODEL_CLASS_NAME})
+
+
+@protocol_view(("POST",))
+def setup(request: HttpRequest) -> HttpResponse:
+    body = json_body(request)
+    if "project" not in body:
+        raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
+    schema = body.get("schema") or body.get("label_config")
+    if not isinstance(schema, str) or not schema.strip():
+        raise BadRequest('missing "schema": the project\'s label config XML')
+    # hostname and access_token are recorded/ignored: calls go only to LABEL_STUDIO_URL.
+    project = projects.setup_project(
+        project_key=body["project"], label_config=schema,
+        extra_params=body.get("extra_params"), hostname=str(body.get("hostname") or ""),
+    )
+    serving = registry.for_project(project)
+    return json_response({"model_version": serving.version})
+
+
+@protocol_view(("POST",))
+def predict(request: HttpRequest) -> HttpResponse:
+    body = json_body(request)
+    tasks = body.get("tasks")
+    if tasks is None:
+        raise BadRequest('missing "tasks": a list of Label Studio task objects')
+    if not isinstance(tasks, list):
+        raise BadRequest(f'"tasks" must be a list, got {type(tasks).__name__}')
+    if not tasks:
+        raise BadRequest('"tasks" is empty: nothing to predict')
+    if len(tasks) > settings.PREDICT_MAX_TASKS:
+        raise BadRequest(f'{len(tasks)} tasks in one request; the limit is {settings.PREDICT_MAX_TASKS}', 413)
+    for position, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise BadRequest(f"tasks[{position}] must be an object, got {type(task).__name__}")
+    project_key = body.get("project")
+    if project_key is None:
+        project_key = tasks[0].get("project")
+    if project_key is None:
+        raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
+    serving = selectors.serving_for_predict(project_key=project_key, label_config=body.get("label_config"))
+    results = predictions.predict(serving=serving, tasks=tasks)
+    return json_response({"results": results})
+
+
+@protocol_view(("POST",), auth=False)
+def webhook(request: HttpRequest) -> HttpResponse:
+    # Label Studio sends webhooks without the basic-auth header (see README), so /webhook
+    # only records ids; training reads the annotations back from Label Studio itself.
+    event = events.record_event(json_body(request))
+    return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)
+
+
+@protocol_view(("POST",))
+def train(request: HttpRequest) -> HttpResponse:
+    event = events.record_legacy_train(json_body(request))
+    return json_response({"status": "ok", "event": event.pk}, status=201)
+
+
+@protocol_view(("GET",))
+def versions(request: HttpRequest) -> HttpResponse:
+    project = request.GET.get("project")
+    return json_response(selectors.versions(project_key=project))

@@ -1,0 +1,71 @@
+"""Shared test set-up: an isolated data folder, and factories for projects and models.
+
+Environment is set before Django reads its settings, so no test touches ./data.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+_DATA_DIR = tempfile.mkdtemp(prefix="alo-test-")
+os.environ["ALO_DATA_DIR"] = _DATA_DIR
+os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{_DATA_DIR}/mlflow.db")
+os.environ.setdefault("MLFLOW_ARTIFACT_ROOT", f"{_DATA_DIR}/mlartifacts")
+for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
+    os.environ.pop(name, None)
+
+import pytest  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parent
+FIXTURES_DIR = TESTS_DIR / "fixtures" / "label-studio"
+SMS_SAMPLE = TESTS_DIR / "data" / "sms_sample.tsv"
+
+SMS_CONFIG = (
+    '<View><Text name="text" value="$text"/>'
+    '<Choices name="label" toName="text"><Choice value="ham"/><Choice value="spam"/></Choices></View>'
+)
+
+
+def recorded(name: str) -> dict:
+    """A request recorded from a real Label Studio 1.23.2 (method, path, headers, body)."""
+    return json.loads((FIXTURES_DIR / f"{name}.json").read_text())
+
+
+def sms_rows(limit: int | None = None) -> list[tuple[str, str]]:
+    with SMS_SAMPLE.open(encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        rows = [(label, text) for label, text in reader]
+    return rows[:limit] if limit else rows
+
+
+@pytest.fixture(autouse=True)
+def _fresh_serving_cache():
+    from orchestrator.learning.serving import registry
+
+    registry.clear()
+    yield
+    registry.clear()
+
+
+@pytest.fixture
+def sms_project(db):
+    """A project with the SMS ham/spam config, registered as /setup would."""
+    from orchestrator.learning.services.projects import setup_project
+
+    return setup_project(project_key="7.1717171717", label_config=SMS_CONFIG)
+
+
+@pytest.fixture
+def trained_sms_project(sms_project):
+    """The SMS project with a model trained on 400 real texts, promoted to serving."""
+    from backends import Example
+    from orchestrator.learning.services.training import train_model_version
+
+    examples = [Example(text=text, labels=(label,)) for label, text in sms_rows(400)]
+    version = train_model_version(project=sms_project, examples=examples)
+    sms_project.refresh_from_db()
+    return sms_project, version

@@ -1,0 +1,267 @@
+"""Contract tests: replay every request a real Label Studio 1.23.2 sent, check each answer."""
+from __future__ import annotations
+
+import base64
+import copy
+
+import orjson
+import pytest
+
+from tests.conftest import SMS_CONFIG, recorded, sms_rows
+
+pytestmark = pytest.mark.django_db
+
+SENTIMENT_CONFIG = recorded("setup")["body"]["schema"]
+
+
+def replay(client, name: str, body_override=None, **headers):
+    request = recorded(name)
+    body = request["body"] if body_override is None else body_override
+    kwargs = {"content_type": "application/json", "data": orjson.dumps(body)} if body is not None else {}
+    response = client.generic(request["method"], request["path"], **kwargs, **headers)
+    return response, (orjson.loads(response.content) if response.content else None)
+
+
+def train_sentiment(project_key: str = "1.1795364173"):
+    from backends import Example
+    from orchestrator.learning.models import Project
+    from orchestrator.learning.services.training import train_model_version
+
+    project = Project.objects.get(ls_project_id=int(project_key.split(".")[0]))
+    words = {"Positive": ["great", "good", "lovely", "fine", "nice"], "Negative": ["bad", "awful", "poor", "sad", "ugly"]}
+    examples = [Example(text=f"sample {w} {i}", labels=(label,)) for label, ws in words.items() for i, w in enumerate(ws * 3)]
+    return train_model_version(project=project, examples=examples)
+
+
+def test_health_answers_up_without_touching_the_database(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response, body = replay(client, "health")
+    assert response.status_code == 200
+    assert body["status"] == "UP" and body["model_class"]
+    root = client.get("/")
+    assert root.status_code == 200 and orjson.loads(root.content)["status"] == "UP"
+
+
+def test_setup_remembers_the_project_and_returns_a_version(client):
+    from orchestrator.learning.models import Project
+
+    response, body = replay(client, "setup")
+    assert response.status_code == 200
+    assert isinstance(body["model_version"], str) and body["model_version"]
+    project = Project.objects.get(ls_project_id=1)
+    assert project.ls_project_key == "1.1795364173"
+    assert project.label_config == SENTIMENT_CONFIG
+    assert project.ls_hostname == "http://127.0.0.1:8080"
+    assert "REDACTED" not in str(project.__dict__)  # the access token is never stored
+
+
+@pytest.mark.parametrize("name", ["predict-retrieve-predictions", "predict-task-open", "predict-interactive"])
+def test_predict_cold_start_answers_every_task_in_order(client, name):
+    _, setup = replay(client, "setup")
+    response, body = replay(client, name)
+    tasks = recorded(name)["body"]["tasks"]
+    assert response.status_code == 200
+    assert len(body["results"]) == len(tasks)
+    for result in body["results"]:
+        assert result["model_version"] == setup["model_version"]
+        assert result["result"] == []
+        assert 0.0 <= result["score"] <= 1.0
+    # Cold-start scores are stable per task: a second call gives the same numbers.
+    _, again = replay(client, name)
+    assert [r["score"] for r in again["results"]] == [r["score"] for r in body["results"]]
+
+
+@pytest.mark.parametrize("name", ["predict-retrieve-predictions", "predict-task-open", "predict-interactive"])
+def test_predict_with_a_model_returns_choices_of_the_setup_version(client, name):
+    replay(client, "setup")
+    version = train_sentiment()
+    _, setup = replay(client, "setup")
+    assert setup["model_version"] == version.version
+    response, body = replay(client, name)
+    tasks = recorded(name)["body"]["tasks"]
+    assert response.status_code == 200 and len(body["results"]) == len(tasks)
+    for task, prediction in zip(tasks, body["results"]):
+        assert prediction["model_version"] == version.version
+        (region,) = prediction["result"]
+        assert region["from_name"] == "sentiment" and region["to_name"] == "text" and region["type"] == "choices"
+        (choice,) = region["value"]["choices"]
+        assert choice in {"Positive", "Negative"}
+        if "great" in task["data"]["text"]:
+            assert choice == "Positive", task["data"]["text"]
+        # least_confidence: Label Studio's score is the model's confidence in its choice.
+        assert prediction["score"] == pytest.approx(region["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["webhook-annotation_created", "webhook-annotation_updated", "webhook-annotations_deleted",
+             "webhook-start_training", "webhook-project_updated"],
+)
+def test_every_recorded_webhook_is_accepted_and_recorded(client, name):
+    from orchestrator.learning.models import WebhookEvent
+
+    response, body = replay(client, name)
+    assert response.status_code == 201
+    payload = recorded(name)["body"]
+    event = WebhookEvent.objects.get(pk=body["event"])
+    assert event.action == payload["action"] and event.ls_project_id == 1
+    if name == "webhook-annotations_deleted":
+        assert event.annotation_ids == [a["id"] for a in payload["annotations"]]
+    if name in {"webhook-annotation_created", "webhook-annotation_updated"}:
+        assert event.annotation_ids == [payload["annotation"]["id"]]
+        assert event.task_ids == [payload["task"]["id"]]
+
+
+def test_versions_lists_the_current_version(client):
+    replay(client, "setup")
+    response, body = replay(client, "versions")
+    assert response.status_code == 200 and body["versions"] == ["cold-start"]
+    version = train_sentiment()
+    _, body = replay(client, "versions")
+    assert body["versions"][0] == version.version
+
+
+def test_legacy_train_is_accepted(client):
+    tasks = recorded("predict-retrieve-predictions")["body"]["tasks"][:2]
+    response = client.post("/train", data=orjson.dumps({"annotations": tasks, "project": "1.1795364173",
+                                                        "label_config": SENTIMENT_CONFIG}),
+                           content_type="application/json")
+    assert response.status_code == 201
+
+
+def test_two_projects_with_different_labels_are_served_side_by_side(client, trained_sms_project):
+    replay(client, "setup")
+    train_sentiment()
+    sms, _ = trained_sms_project
+    sms_answer = client.post("/predict", data=orjson.dumps({
+        "tasks": [{"id": 1, "data": {"text": "WINNER!! claim your free prize now, call 0800"}}],
+        "project": "7.1717171717", "label_config": SMS_CONFIG}), content_type="application/json")
+    _, sentiment = replay(client, "predict-task-open")
+    assert orjson.loads(sms_answer.content)["results"][0]["result"][0]["value"]["choices"] == ["spam"]
+    assert sentiment["results"][0]["result"][0]["value"]["choices"][0] in {"Positive", "Negative"}
+
+
+# --- basic auth ---------------------------------------------------------------------------------
+@pytest.fixture
+def basic_auth(settings):
+    settings.BASIC_AUTH_USER, settings.BASIC_AUTH_PASS = "ls", "s3cret"
+    return "Basic " + base64.b64encode(b"ls:s3cret").decode()
+
+
+@pytest.mark.parametrize("name", ["health", "setup", "predict-task-open", "versions"])
+def test_basic_auth_protects_the_protocol(client, basic_auth, name):
+    response, _ = replay(client, name)
+    assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Basic")
+    wrong = "Basic " + base64.b64encode(b"ls:nope").decode()
+    response, _ = replay(client, name, HTTP_AUTHORIZATION=wrong)
+    assert response.status_code == 401
+    replay(client, "setup", HTTP_AUTHORIZATION=basic_auth)
+    response, _ = replay(client, name, HTTP_AUTHORIZATION=basic_auth)
+    assert response.status_code == 200
+
+
+def test_webhooks_are_accepted_without_basic_auth_as_label_studio_sends_them(client, basic_auth):
+    response, _ = replay(client, "webhook-annotation_created")
+    assert response.status_code == 201
+
+
+# --- bad input ----------------------------------------------------------------------------------
+def post(client, path, raw: bytes):
+    response = client.generic("POST", path, data=raw, content_type="application/json")
+    return response.status_code, orjson.loads(response.content)
+
+
+@pytest.mark.parametrize("path", ["/setup", "/predict", "/webhook", "/train"])
+def test_malformed_json_is_a_400_naming_the_problem(client, path):
+    status, body = post(client, path, b'{"tasks": [')
+    assert status == 400 and "not valid JSON" in body["detail"]
+    status, body = post(client, path, b"[1, 2]")
+    assert status == 400 and "JSON object" in body["detail"]
+    status, body = post(client, path, b"")
+    assert status == 400 and "empty" in body["detail"]
+
+
+def test_predict_without_tasks_or_with_bad_tasks(client):
+    replay(client, "setup")
+    body = copy.deepcopy(recorded("predict-task-open")["body"])
+    body.pop("tasks")
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 400 and '"tasks"' in answer["detail"]
+    body["tasks"] = "nope"
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 400 and "list" in answer["detail"]
+    body["tasks"] = []
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 400 and "empty" in answer["detail"]
+
+
+def test_predict_task_without_the_data_key_names_task_and_key(client):
+    replay(client, "setup")
+    body = copy.deepcopy(recorded("predict-retrieve-predictions")["body"])
+    body["tasks"][1]["data"] = {"message": "hello"}
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 400
+    assert f"task {body['tasks'][1]['id']}" in answer["detail"] and "'text'" in answer["detail"]
+    assert "message" in answer["detail"]
+
+
+def test_setup_with_an_unsupported_config_names_the_tags(client):
+    body = copy.deepcopy(recorded("setup")["body"])
+    body["schema"] = ('<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img">'
+                      '<Label value="car"/></RectangleLabels></View>')
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status == 422
+    assert "RectangleLabels" in answer["detail"] and "Image" in answer["detail"]
+    assert "text classification" in answer["detail"].lower()
+
+
+@pytest.mark.parametrize("schema, words", [("<View><Text", "not valid XML"), ("", "schema"),
+                                            ('<View><Text name="t" value="$t"/></View>', "control tag")])
+def test_setup_with_a_broken_config(client, schema, words):
+    body = copy.deepcopy(recorded("setup")["body"])
+    body["schema"] = schema
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status in (400, 422) and words in answer["detail"]
+
+
+@pytest.mark.parametrize("project", ["abc", "", None, "0.123", {"id": "x"}])
+def test_setup_with_a_bad_project_key(client, project):
+    body = copy.deepcopy(recorded("setup")["body"])
+    body["project"] = project
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status == 400 and "project" in answer["detail"]
+
+
+def test_setup_never_calls_the_hostname_it_is_given(client, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the service opened a network connection during /setup")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    body = copy.deepcopy(recorded("setup")["body"])
+    body["hostname"] = "http://169.254.169.254"
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status == 200 and answer["model_version"]
+
+
+def test_extra_params_choose_the_strategy_and_unknown_ones_are_refused(client):
+    from orchestrator.learning.models import Project
+
+    body = copy.deepcopy(recorded("setup")["body"])
+    body["extra_params"] = '{"strategy": "margin"}'
+    status, _ = post(client, "/setup", orjson.dumps(body))
+    assert status == 200 and Project.objects.get(ls_project_id=1).strategy == "margin"
+    body["extra_params"] = {"strategy": "telepathy"}
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status == 400 and "telepathy" in answer["detail"] and "least_confidence" in answer["detail"]
+
+
+def test_wrong_method_is_405(client):
+    response = client.get("/predict")
+    assert response.status_code == 405 and "POST" in orjson.loads(response.content)["detail"]
+
+
+def test_webhook_without_action_is_400(client):
+    status, answer = post(client, "/webhook", b'{"project": {"id": 1}}')
+    assert status == 400 and "action" in answer["detail"]
