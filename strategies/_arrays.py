@@ -54,6 +54,11 @@ def as_distributions(probabilities: ArrayLike, *, name: str, ndim: int) -> np.nd
     return array / sums[..., np.newaxis]
 
 
+def as_priorities(scores: np.ndarray) -> np.ndarray:
+    """Clip rounding overshoot into [0, 1]; adding 0.0 turns -0.0 into 0.0 for clean output."""
+    return np.clip(scores, 0.0, 1.0) + 0.0
+
+
 def entropy_nats(distributions: np.ndarray) -> np.ndarray:
     """Shannon entropy along the last axis, in nats, with 0 * log 0 = 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -63,4 +68,4 @@ def entropy_nats(distributions: np.ndarray) -> np.ndarray:
 
 def unit_entropy(distributions: np.ndarray) -> np.ndarray:
     """Entropy divided by its maximum log k, so the uniform distribution scores 1."""
-    return np.clip(entropy_nats(distributions) / np.log(distributions.shape[-1]), 0.0, 1.0)
+    return as_priorities(entropy_nats(distributions) / np.log(distributions.shape[-1]))

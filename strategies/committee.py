@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from strategies._arrays import as_distributions, entropy_nats, unit_entropy
+from strategies._arrays import as_distributions, as_priorities, entropy_nats, unit_entropy
 
 
 def _committee(committee_probabilities: ArrayLike) -> np.ndarray:
@@ -45,7 +45,7 @@ def vote_entropy(committee_probabilities: ArrayLike) -> np.ndarray:
     shares = np.zeros((n, k))
     for member_votes in votes:
         shares[np.arange(n), member_votes] += 1.0 / m
-    return np.clip(entropy_nats(shares) / _max_vote_entropy(m, k), 0.0, 1.0)
+    return as_priorities(entropy_nats(shares) / _max_vote_entropy(m, k))
 
 
 def consensus_entropy(committee_probabilities: ArrayLike) -> np.ndarray:

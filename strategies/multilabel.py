@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from strategies._arrays import as_unit_interval, unit_entropy
+from strategies._arrays import as_priorities, as_unit_interval, unit_entropy
 
 
 def _label_probabilities(probabilities: ArrayLike) -> np.ndarray:
@@ -32,7 +32,7 @@ def multilabel_least_confidence(probabilities: ArrayLike) -> np.ndarray:
     # expm1 keeps precision when the set probability is close to 1.
     log_confidence = np.log(np.maximum(p, 1.0 - p)).sum(axis=1)
     worst = -np.expm1(n_labels * np.log(0.5))
-    return np.clip(-np.expm1(log_confidence) / worst, 0.0, 1.0)
+    return as_priorities(-np.expm1(log_confidence) / worst)
 
 
 def multilabel_entropy(probabilities: ArrayLike) -> np.ndarray:
@@ -40,7 +40,7 @@ def multilabel_entropy(probabilities: ArrayLike) -> np.ndarray:
     p = _label_probabilities(probabilities)
     # Each label is a two-class distribution (p, 1 - p); entropy over log 2 is in bits.
     per_label = unit_entropy(np.stack([p, 1.0 - p], axis=-1))
-    return np.clip(per_label.mean(axis=1), 0.0, 1.0)
+    return as_priorities(per_label.mean(axis=1))
 
 
 def multilabel_margin(probabilities: ArrayLike) -> np.ndarray:
@@ -50,4 +50,4 @@ def multilabel_margin(probabilities: ArrayLike) -> np.ndarray:
     as urgent as its most undecided label, however sure the model is about the rest.
     """
     p = _label_probabilities(probabilities)
-    return np.clip(1.0 - np.abs(2.0 * p - 1.0).min(axis=1), 0.0, 1.0)
+    return as_priorities(1.0 - np.abs(2.0 * p - 1.0).min(axis=1))

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 from numpy.typing import ArrayLike
 
-from strategies._arrays import as_distributions, unit_entropy
+from strategies._arrays import as_distributions, as_priorities, unit_entropy
 
 
 def _distributions(probabilities: ArrayLike) -> np.ndarray:
@@ -24,7 +24,7 @@ def least_confidence(probabilities: ArrayLike) -> np.ndarray:
     """
     p = _distributions(probabilities)
     k = p.shape[1]
-    return np.clip((1.0 - p.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+    return as_priorities((1.0 - p.max(axis=1)) * k / (k - 1))
 
 
 def margin(probabilities: ArrayLike) -> np.ndarray:
@@ -35,7 +35,7 @@ def margin(probabilities: ArrayLike) -> np.ndarray:
     """
     p = _distributions(probabilities)
     top_two = -np.partition(-p, 1, axis=1)[:, :2]
-    return np.clip(1.0 - (top_two[:, 0] - top_two[:, 1]), 0.0, 1.0)
+    return as_priorities(1.0 - (top_two[:, 0] - top_two[:, 1]))
 
 
 def entropy(probabilities: ArrayLike) -> np.ndarray:

@@ -88,8 +88,9 @@ def test_predict_with_a_model_returns_choices_of_the_setup_version(client, name)
         assert choice in {"Positive", "Negative"}
         if "great" in task["data"]["text"]:
             assert choice == "Positive", task["data"]["text"]
-        # least_confidence: Label Studio's score is the model's confidence in its choice.
-        assert prediction["score"] == pytest.approx(region["score"], abs=1e-6)
+        # least_confidence: Label Studio's score is the model's confidence in its choice,
+        # rescaled from [1/k, 1] to [0, 1] (k = 2 labels here): 1 - (1 - c) * k / (k - 1).
+        assert prediction["score"] == pytest.approx(1 - (1 - region["score"]) * 2, abs=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ def label_studio_score(priorities: np.ndarray) -> np.ndarray:
     """Label Studio sorts ascending and calls it uncertainty sampling: store 1 - priority.
 
     So ascending "Prediction score" lists the most informative task first, and for
-    least_confidence the number is exactly the model's confidence in its top choice.
+    least_confidence the number is the model's confidence in its top choice, rescaled
+    from [1/k, 1] to [0, 1].
     """
     return np.clip(1.0 - priorities, 0.0, 1.0)
 
@@ -34,23 +35,23 @@ def cold_start_priorities(ls_project_id: int, task_ids: Sequence[Any]) -> np.nda
     return out
 
 
-def model_priorities(serving: Serving, probabilities: np.ndarray) -> np.ndarray:
+def model_priorities(serving: Serving, probabilities: np.ndarray, task_ids: Sequence[Any]) -> np.ndarray:
     """The strategy's priorities for one request's tasks.
 
     Strategies that need more than probabilities (a pool's features, a committee) rank
     whole pools in the scoring job; on a /predict batch they fall back to entropy, which
-    is what they use as their own uncertainty term.
+    is what they use as their own uncertainty term. `random` stays stable per task.
     """
     strategy = strategies.get(serving.strategy)
-    name = serving.strategy
-    if strategy.needs != frozenset({"probabilities"}) or strategy.batch_aware:
-        name = "multilabel_entropy" if serving.backend.multiple else "entropy"
-    elif serving.backend.multiple != (strategy.kind == "multi_label") and strategy.kind != "any":
-        # A single-label measure on a multi-label model (or the reverse) means nothing:
-        # use the matching family's entropy.
-        name = "multilabel_entropy" if serving.backend.multiple else "entropy"
-    options = serving.strategy_params if name == serving.strategy else {}
-    return strategies.priorities(name, probabilities=probabilities, **options)
+    if strategy.name == "random":
+        return cold_start_priorities(serving.ls_project_id, task_ids)
+    family = "multi_label" if serving.backend.multiple else "single_label"
+    usable = strategy.needs == frozenset({"probabilities"}) and not strategy.batch_aware
+    if usable and strategy.kind in (family, "any"):
+        return strategies.priorities(strategy.name, probabilities=probabilities, **serving.strategy_params)
+    # A single-label measure on a multi-label model (or the reverse) means nothing either.
+    return strategies.priorities("multilabel_entropy" if serving.backend.multiple else "entropy",
+                                 probabilities=probabilities)
 
 
 def predict(*, serving: Serving, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -64,7 +65,7 @@ def predict(*, serving: Serving, tasks: Sequence[Mapping[str, Any]]) -> list[dic
     else:
         probabilities = serving.model.predict_proba(texts)
         results = backend.results(probabilities)
-        priorities = model_priorities(serving, probabilities)
+        priorities = model_priorities(serving, probabilities, [t.get("id") for t in tasks])
     scores = label_studio_score(priorities)
     version = serving.version
     return [
