@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
+from backends.compiled import CompiledPipeline, compile_pipeline
 from backends.label_config import LabelConfig, LabelConfigError, OutputTag
 
 # Object tags whose content is text a TF-IDF model can read.
@@ -198,6 +199,7 @@ class TextClassifier:
         # Single-label pipelines know only the classes seen in training; map them onto
         # the config's full label list once, so unseen labels get probability 0.
         self._columns: np.ndarray | None = None
+        self._compiled: CompiledPipeline | None = compile_pipeline(self.pipeline)
         if not self.multiple:
             position = {label: i for i, label in enumerate(self.labels)}
             classes = list(self.pipeline.classes_)
@@ -209,7 +211,7 @@ class TextClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)))
-        raw = self.pipeline.predict_proba(texts)
+        raw = self._compiled.predict_proba(texts) if self._compiled else self.pipeline.predict_proba(texts)
         if self.multiple:
             return np.asarray(raw, dtype=np.float64)
         full = np.zeros((raw.shape[0], len(self.labels)), dtype=np.float64)
@@ -218,6 +220,8 @@ class TextClassifier:
 
     def features(self, texts: Sequence[str]):
         """The sparse TF-IDF matrix the classifier sees (for diversity-aware strategies)."""
+        if self._compiled is not None:
+            return self._compiled.transform(texts)
         return self.pipeline.named_steps["tfidf"].transform(texts)
 
 

@@ -30,6 +30,7 @@ def env_int(name: str, default: int) -> int:
 
 
 DATA_DIR = Path(env_str("ALO_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-dev-key-change-me-in-production")
 DEBUG = env_bool("DJANGO_DEBUG", False)

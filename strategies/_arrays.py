@@ -45,8 +45,9 @@ def as_distributions(probabilities: ArrayLike, *, name: str, ndim: int) -> np.nd
     off = np.abs(sums - 1.0) > SUM_TOLERANCE
     if np.any(off):
         worst = np.unravel_index(np.argmax(np.abs(sums - 1.0)), sums.shape)
+        where = f"row {worst[-1]}" if len(worst) == 1 else f"member {worst[0]}, row {worst[1]}"
         raise ValueError(
-            f"{name} rows must sum to 1, but row {tuple(int(i) for i in worst)} sums to "
+            f"{name} rows must sum to 1, but {where} sums to "
             f"{sums[worst]:.6g}; for independent per-label probabilities use a "
             "multilabel_* strategy"
         )

@@ -1,0 +1,153 @@
+"""Fast inference for a fitted TF-IDF + linear pipeline, with the same numbers as scikit-learn.
+
+scikit-learn's TfidfVectorizer.transform spends most of /predict in per-token Python
+and its estimators validate inputs on every call; for serving, the fitted state (vocabulary,
+idf, coefficients) is all that is needed. Anything this cannot reproduce exactly falls
+back to the pipeline itself (`compile_pipeline` returns None).
+"""
+from __future__ import annotations
+
+import re
+from itertools import repeat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit, softmax
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+
+
+@dataclass
+class CompiledTfidf:
+    """TfidfVectorizer.transform for word n-grams (n <= 2), lowercase, default analyzer."""
+
+    vocabulary: dict[str, int]
+    pattern: re.Pattern
+    lowercase: bool
+    bigrams: bool
+    unigrams: bool
+    idf: np.ndarray
+    sublinear_tf: bool
+    norm: str | None
+    dtype: Any
+
+    @classmethod
+    def from_fitted(cls, vectorizer: TfidfVectorizer) -> CompiledTfidf | None:
+        v = vectorizer
+        low, high = v.ngram_range
+        simple = (
+            v.analyzer == "word" and v.preprocessor is None and v.tokenizer is None and v.strip_accents is None
+            and v.stop_words is None and (low, high) in {(1, 1), (1, 2), (2, 2)} and v.use_idf
+            and v.norm in {"l2", "l1", None} and v.binary is False and v.input == "content"
+            and getattr(v, "decode_error", "strict") == "strict"
+        )
+        if not simple:
+            return None
+        return cls(
+            vocabulary=v.vocabulary_, pattern=re.compile(v.token_pattern), lowercase=v.lowercase,
+            bigrams=high == 2, unigrams=low == 1, idf=np.asarray(v.idf_, dtype=np.float64),
+            sublinear_tf=v.sublinear_tf, norm=v.norm, dtype=v.dtype,
+        )
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        # All n-grams of the batch in one list, looked up in one C-level pass: per-token
+        # Python code is what makes scikit-learn's transform slow.
+        findall, lowercase = self.pattern.findall, self.lowercase
+        grams: list[str] = []
+        counts = np.empty(len(texts), dtype=np.int64)
+        for row, text in enumerate(texts):
+            tokens = findall(text.lower() if lowercase else text)
+            before = len(grams)
+            if self.unigrams:
+                grams.extend(tokens)
+            if self.bigrams:
+                grams.extend(map(" ".join, zip(tokens, tokens[1:])))
+            counts[row] = len(grams) - before
+        ids = np.fromiter(map(self.vocabulary.get, grams, repeat(-1)), dtype=np.int64, count=len(grams))
+        rows = np.repeat(np.arange(len(texts)), counts)
+        known = ids >= 0
+        matrix = sp.csr_matrix(
+            (np.ones(int(known.sum()), dtype=np.float64), (rows[known], ids[known])),
+            shape=(len(texts), len(self.idf)),
+        )
+        matrix.sum_duplicates()  # counts per (row, term), indices sorted like scikit-learn's
+        data = matrix.data
+        if self.sublinear_tf:
+            np.log(data, out=data)
+            data += 1.0
+        data *= self.idf[matrix.indices]
+        if self.norm is not None:
+            lengths = np.diff(matrix.indptr)
+            rows = np.repeat(np.arange(len(texts)), lengths)
+            weights = data * data if self.norm == "l2" else np.abs(data)
+            row_norms = np.bincount(rows, weights=weights, minlength=len(texts))
+            if self.norm == "l2":
+                np.sqrt(row_norms, out=row_norms)
+            row_norms[row_norms == 0] = 1.0
+            data /= row_norms[rows]
+        return matrix.astype(self.dtype, copy=False)
+
+
+@dataclass
+class CompiledLinear:
+    """predict_proba of a fitted LogisticRegression, or of a one-vs-rest set of them."""
+
+    coef: np.ndarray  # (n_features, n_outputs)
+    intercept: np.ndarray  # (n_outputs,)
+    kind: str  # "binary", "multinomial" or "ovr_multilabel"
+
+    @classmethod
+    def from_fitted(cls, classifier: Any) -> CompiledLinear | None:
+        if isinstance(classifier, LogisticRegression):
+            coef, intercept = classifier.coef_, classifier.intercept_
+            kind = "binary" if coef.shape[0] == 1 and len(classifier.classes_) == 2 else "multinomial"
+            if kind == "multinomial" and coef.shape[0] != len(classifier.classes_):
+                return None
+            return cls(coef=np.ascontiguousarray(coef.T), intercept=np.asarray(intercept, dtype=np.float64), kind=kind)
+        if isinstance(classifier, OneVsRestClassifier) and getattr(classifier, "multilabel_", False):
+            estimators = classifier.estimators_
+            # Labels always or never present get a constant predictor: keep the exact sklearn path.
+            if not all(isinstance(e, LogisticRegression) and e.coef_.shape[0] == 1 for e in estimators):
+                return None
+            coef = np.vstack([e.coef_ for e in estimators]).T
+            intercept = np.concatenate([e.intercept_ for e in estimators])
+            return cls(coef=np.ascontiguousarray(coef), intercept=intercept, kind="ovr_multilabel")
+        return None
+
+    def predict_proba(self, features: sp.csr_matrix) -> np.ndarray:
+        scores = np.asarray(features @ self.coef) + self.intercept
+        if self.kind == "binary":
+            positive = expit(scores[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        if self.kind == "multinomial":
+            return softmax(scores, axis=1)
+        return expit(scores)
+
+
+@dataclass
+class CompiledPipeline:
+    tfidf: CompiledTfidf
+    head: CompiledLinear
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.tfidf.transform(texts)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self.head.predict_proba(self.tfidf.transform(texts))
+
+
+def compile_pipeline(pipeline: Pipeline) -> CompiledPipeline | None:
+    """A fast equivalent of `pipeline.predict_proba`, or None if the pipeline is not TF-IDF + linear."""
+    steps = getattr(pipeline, "named_steps", {})
+    if set(steps) != {"tfidf", "clf"}:
+        return None
+    tfidf = CompiledTfidf.from_fitted(steps["tfidf"])
+    head = CompiledLinear.from_fitted(steps["clf"])
+    if tfidf is None or head is None:
+        return None
+    return CompiledPipeline(tfidf=tfidf, head=head)
