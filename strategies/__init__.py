@@ -52,6 +52,13 @@ def _ranked_batch_by_entropy(
 
 _PROBABILITIES = frozenset({"probabilities"})
 
+# Registry input name -> keyword argument that carries it.
+_ARGUMENT = {
+    "probabilities": "probabilities",
+    "committee": "committee_probabilities",
+    "features": "features",
+}
+
 for _strategy in (
     Strategy("least_confidence", least_confidence, "single_label", _PROBABILITIES,
              description="1 - max class probability, scaled to [0, 1]"),
@@ -125,12 +132,6 @@ def priorities(
         raise ValueError(f"strategy {name!r} was given unsupported options: {error}") from None
     return strategy.function(*args, **kwargs)
 
-
-_ARGUMENT = {
-    "probabilities": "probabilities",
-    "committee": "committee_probabilities",
-    "features": "features",
-}
 
 
 def _pool_size(given: dict[str, ArrayLike | None], n: int | None) -> int:

@@ -1,5 +1,5 @@
 """Query-by-committee disagreement: vote entropy and consensus entropy.
-Input is an (m members, n items, k classes) stack of class distributions; output is in [0, 1], higher = label first."""
+Input: (m members, n items, k classes) class distributions; output in [0, 1], higher = label first."""
 
 from __future__ import annotations
 
