@@ -54,7 +54,8 @@ class CompiledTfidf:
             sublinear_tf=v.sublinear_tf, norm=v.norm, dtype=v.dtype,
         )
 
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+    def weights(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Non-zero TF-IDF entries as (rows, term ids, values), sorted by row then term."""
         # All n-grams of the batch in one list, looked up in one C-level pass: per-token
         # Python code is what makes scikit-learn's transform slow.
         findall, lowercase = self.pattern.findall, self.lowercase
@@ -69,28 +70,29 @@ class CompiledTfidf:
                 grams.extend(map(" ".join, zip(tokens, tokens[1:])))
             counts[row] = len(grams) - before
         ids = np.fromiter(map(self.vocabulary.get, grams, repeat(-1)), dtype=np.int64, count=len(grams))
-        rows = np.repeat(np.arange(len(texts)), counts)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), counts)
         known = ids >= 0
-        matrix = sp.csr_matrix(
-            (np.ones(int(known.sum()), dtype=np.float64), (rows[known], ids[known])),
-            shape=(len(texts), len(self.idf)),
-        )
-        matrix.sum_duplicates()  # counts per (row, term), indices sorted like scikit-learn's
-        data = matrix.data
+        # (row, term) pairs with their counts: what CSR's sum_duplicates would give.
+        keys, values = np.unique(rows[known] * len(self.idf) + ids[known], return_counts=True)
+        rows, terms = np.divmod(keys, len(self.idf))
+        data = values.astype(np.float64)
         if self.sublinear_tf:
             np.log(data, out=data)
             data += 1.0
-        data *= self.idf[matrix.indices]
+        data *= self.idf[terms]
         if self.norm is not None:
-            lengths = np.diff(matrix.indptr)
-            rows = np.repeat(np.arange(len(texts)), lengths)
-            weights = data * data if self.norm == "l2" else np.abs(data)
-            row_norms = np.bincount(rows, weights=weights, minlength=len(texts))
+            norms = np.bincount(rows, weights=data * data if self.norm == "l2" else np.abs(data), minlength=len(texts))
             if self.norm == "l2":
-                np.sqrt(row_norms, out=row_norms)
-            row_norms[row_norms == 0] = 1.0
-            data /= row_norms[rows]
-        return matrix.astype(self.dtype, copy=False)
+                np.sqrt(norms, out=norms)
+            norms[norms == 0] = 1.0
+            data /= norms[rows]
+        return rows, terms, data
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        rows, terms, data = self.weights(texts)
+        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=len(texts)), out=indptr[1:])
+        return sp.csr_matrix((data.astype(self.dtype), terms, indptr), shape=(len(texts), len(self.idf)))
 
 
 @dataclass
@@ -120,7 +122,17 @@ class CompiledLinear:
         return None
 
     def predict_proba(self, features: sp.csr_matrix) -> np.ndarray:
-        scores = np.asarray(features @ self.coef) + self.intercept
+        return self._link(np.asarray(features @ self.coef) + self.intercept)
+
+    def predict_proba_from_weights(self, n: int, rows: np.ndarray, terms: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """The same as predict_proba on the CSR matrix these entries make, without building it."""
+        contributions = self.coef[terms] * data[:, None]
+        scores = np.empty((n, self.coef.shape[1]), dtype=np.float64)
+        for j in range(self.coef.shape[1]):
+            scores[:, j] = np.bincount(rows, weights=contributions[:, j], minlength=n)
+        return self._link(scores + self.intercept)
+
+    def _link(self, scores: np.ndarray) -> np.ndarray:
         if self.kind == "binary":
             positive = expit(scores[:, 0])
             return np.column_stack([1.0 - positive, positive])
@@ -138,7 +150,7 @@ class CompiledPipeline:
         return self.tfidf.transform(texts)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.head.predict_proba(self.tfidf.transform(texts))
+        return self.head.predict_proba_from_weights(len(texts), *self.tfidf.weights(texts))
 
 
 def compile_pipeline(pipeline: Pipeline) -> CompiledPipeline | None:

@@ -44,8 +44,9 @@ def _ranked_batch_by_entropy(
     candidates: int = DEFAULT_CANDIDATES,
     metric: str = "cosine",
 ) -> np.ndarray:
-    # Entropy rather than least confidence: it is the one measure with both a
-    # single-label and a multi-label form, so one option switches between them.
+    # Entropy rather than modAL's 1 - max p: it uses the whole distribution, and
+    # multilabel_entropy is its exact per-label counterpart, so the multilabel
+    # option changes how probabilities are read, not what is measured.
     uncertainty = multilabel_entropy(probabilities) if multilabel else entropy(probabilities)
     return ranked_batch(uncertainty, features, labeled_features, candidates=candidates, metric=metric)
 

@@ -35,12 +35,15 @@ def ranked_batch(
     picked items moved to the labelled side (as in modAL's
     ``uncertainty_batch_sampling``). Without labelled items the first pick is the
     candidate with the smallest mean distance to the other candidates, as in modAL's
-    cold start. Items outside the candidates follow in plain uncertainty order.
+    cold start (which, unlike here, leaves that point in the pool to be picked again).
+    Items outside the candidates follow in plain uncertainty order.
 
-    Each pick costs O(candidates * d), so the whole ranking is
-    O(n log n + candidates * (candidates + labelled) * d) rather than quadratic in n.
-    Priority of the item ranked r (0-based) is 1 - r / n: strictly decreasing, so a
-    stable sort by priority descending reproduces the ranking exactly.
+    ``uncertainty`` is (n,) in [0, 1]; features are dense (n, d) and (m, d) arrays.
+    Each pick costs O(candidates * d), so the whole ranking takes
+    O(n log n + candidates * (candidates + labelled) * d) time and
+    O(n + candidates * d) memory, never quadratic in n.
+    Priority of the item ranked r (0-based) is 1 - r / n: strictly decreasing, so
+    sorting by priority descending reproduces the ranking exactly.
     """
     u = as_unit_interval(uncertainty, name="uncertainty", ndim=1)
     pool = _matrix(pool_features, name="pool_features")
@@ -70,7 +73,7 @@ def ranked_batch(
     # Pool-index order inside the candidate set makes argmax break ties towards the
     # lowest pool index, exactly like modAL's masked argmax over the whole pool.
     shortlist = np.sort(by_uncertainty[:candidates])
-    space = _Space(pool[shortlist].astype(np.float64), metric)
+    space = _Space(np.asarray(pool[shortlist], dtype=np.float64), metric)
     picks = _diversity_order(space, u[shortlist], labeled, n_pool=n)
     ranking = np.concatenate([shortlist[picks], by_uncertainty[candidates:]])
 
@@ -94,7 +97,7 @@ def _matrix(values: ArrayLike, *, name: str) -> np.ndarray:
 
 
 class _Space:
-    """Distances from a fixed candidate set to arbitrary rows, under one metric."""
+    """Distances from the candidate set to other rows, under one metric."""
 
     def __init__(self, points: np.ndarray, metric: str) -> None:
         self.cosine = metric == "cosine"
@@ -140,25 +143,48 @@ def _diversity_order(
 ) -> np.ndarray:
     """Order in which the ranked batch picks the candidates (indices into them)."""
     count = uncertainty.shape[0]
-    picks: list[int] = []
     if labeled is None:
-        picks.append(space.most_central())
+        picks = [space.most_central()]
         nearest = space.distances(space.points[picks]).ravel()
         n_labeled = 0
     else:
+        picks = []
         nearest = space.nearest(labeled)
         n_labeled = labeled.shape[0]
-    available = np.ones(count, dtype=bool)
-    available[picks] = False
 
-    while len(picks) < count:
+    # Working copies shrink as candidates are picked (see below); ``ids`` maps their
+    # rows back to candidate indices, in increasing order so argmax ties still go to
+    # the lowest pool index.
+    ids = np.arange(count)
+    points, squared_norms = space.points, space.squared_norms
+    live = np.ones(count, dtype=bool)
+    live[picks] = False
+    n_live = count - len(picks)
+
+    while n_live:
         # Picked items move from the unlabelled to the labelled side, so alpha drifts
         # from diversity towards uncertainty as the batch grows.
         alpha = (n_pool - len(picks)) / (n_pool + n_labeled)
         scores = alpha * (1.0 - 1.0 / (1.0 + nearest)) + (1.0 - alpha) * uncertainty
-        scores[~available] = -np.inf
-        pick = int(np.argmax(scores))
-        picks.append(pick)
-        available[pick] = False
-        np.minimum(nearest, space.distances(space.points[pick : pick + 1]).ravel(), out=nearest)
+        scores[~live] = -np.inf
+        row = int(np.argmax(scores))
+        picks.append(int(ids[row]))
+        live[row] = False
+        n_live -= 1
+
+        # einsum, not @: a matrix-vector product per pick is too small to gain from
+        # BLAS threads, and on a busy machine their hand-offs made it 10-40x slower.
+        dots = np.einsum("ij,j->i", points, points[row])
+        if space.cosine:
+            step = np.clip(1.0 - dots, 0.0, 2.0)
+        else:
+            step = np.sqrt(np.maximum(squared_norms - 2.0 * dots + squared_norms[row], 0.0))
+        np.minimum(nearest, step, out=nearest)
+
+        # Drop picked rows once a quarter of the working set is dead: later picks then
+        # scan only what is left, and the copies add up to a few passes in total.
+        if n_live and n_live < 0.75 * ids.shape[0]:
+            ids, points, squared_norms = ids[live], points[live], squared_norms[live]
+            uncertainty, nearest = uncertainty[live], nearest[live]
+            live = np.ones(n_live, dtype=bool)
     return np.array(picks, dtype=np.intp)

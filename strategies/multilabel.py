@@ -12,8 +12,7 @@ from strategies._arrays import as_priorities, as_unit_interval, unit_entropy
 def _label_probabilities(probabilities: ArrayLike) -> np.ndarray:
     p = as_unit_interval(probabilities, name="probabilities", ndim=2)
     if p.shape[1] == 0:
-        raise ValueError("multi-label probabilities need at least one label column, got shape "
-                         f"{p.shape}")
+        raise ValueError(f"probabilities need at least one label column, got shape {p.shape}")
     return p
 
 
@@ -23,8 +22,10 @@ def multilabel_least_confidence(probabilities: ArrayLike) -> np.ndarray:
     Under independence the most likely set switches on exactly the labels with
     p >= 0.5, and has probability prod_j max(p_j, 1 - p_j). Least confidence is one
     minus that; its maximum, reached when every p_j = 0.5, is 1 - 2**-L, which we
-    divide by so the scale does not depend on L. Unlike ``multilabel_margin`` this
-    accumulates doubt over all labels: many mildly unsure labels add up.
+    divide by so 1 always means "every label undecided". Unlike ``multilabel_margin``
+    this accumulates doubt over all labels: many mildly unsure labels add up, so
+    typical values grow with L (scores compare items under one label set, not
+    across label sets). With L = 1 it is binary ``least_confidence``.
     """
     p = _label_probabilities(probabilities)
     n_labels = p.shape[1]
