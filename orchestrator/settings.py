@@ -120,6 +120,8 @@ MODEL_CLASS_NAME = env_str("ALO_MODEL_CLASS", "ActiveLearningOrchestrator")
 DEFAULT_STRATEGY = env_str("ALO_DEFAULT_STRATEGY", "least_confidence")
 # How many tasks /predict accepts in one request (Label Studio sends all selected tasks at once).
 PREDICT_MAX_TASKS = env_int("ALO_PREDICT_MAX_TASKS", 100_000)
+# How often a web process re-reads which version serves (a promotion shows within this).
+ALO_SERVING_REFRESH_SECONDS = float(env_str("ALO_SERVING_REFRESH_SECONDS", "2"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ALO_MAX_REQUEST_BYTES", 256 * 1024 * 1024)
 
 # --- MLflow -------------------------------------------------------------------------------

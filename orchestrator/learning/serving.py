@@ -19,7 +19,6 @@ from orchestrator.learning.models import COLD_START_VERSION, Project
 
 logger = logging.getLogger(__name__)
 
-REFRESH_SECONDS = float(getattr(settings, "ALO_SERVING_REFRESH_SECONDS", 2.0))
 MODEL_CACHE_SIZE = 16
 
 
@@ -58,7 +57,7 @@ class _Registry:
     def get(self, ls_project_id: int) -> Serving | None:
         """The project's serving snapshot, or None if the project is unknown."""
         state = self._states.get(ls_project_id)
-        if state is not None and time.monotonic() - state.fetched_at < REFRESH_SECONDS:
+        if state is not None and time.monotonic() - state.fetched_at < settings.ALO_SERVING_REFRESH_SECONDS:
             return state
         project = Project.objects.select_related("serving").filter(ls_project_id=ls_project_id).first()
         if project is None:
@@ -68,7 +67,7 @@ class _Registry:
     def for_project(self, project: Project) -> Serving:
         """The snapshot for a project row just read or written (skips the database read)."""
         state = self._states.get(project.ls_project_id)
-        if state is not None and time.monotonic() - state.fetched_at < REFRESH_SECONDS and state.project_pk == project.pk:
+        if state is not None and time.monotonic() - state.fetched_at < settings.ALO_SERVING_REFRESH_SECONDS and state.project_pk == project.pk:
             if state.backend.config.digest == project.label_config_digest and state.strategy == project.strategy:
                 return state
         return self._refresh(project)
