@@ -22,9 +22,10 @@ migrate: install
 run: migrate
 	PORT=$(PORT) $(PY) manage.py serve
 
-# The whole suite: unit, contract and integration tests (real Label Studio, PostgreSQL).
+# The whole suite on SQLite, then the database-backed tests again on a real PostgreSQL.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/integration $(PYTEST_ARGS)
 
 # Unit and contract tests only (no servers started).
 test-fast: install

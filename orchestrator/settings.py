@@ -148,6 +148,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL == "filesystem://"
     else {}
 )
+if CELERY_BROKER_URL == "filesystem://":
+    for _folder in (_broker_dir / "queue", _broker_dir / "processed"):
+        _folder.mkdir(parents=True, exist_ok=True)
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -17,6 +17,11 @@ os.environ.setdefault("MLFLOW_ARTIFACT_ROOT", f"{_DATA_DIR}/mlartifacts")
 for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
     os.environ.pop(name, None)
 
+# The suite runs on SQLite unless tests/with_postgres.py started a PostgreSQL for it
+# (it sets ALO_TEST_DATABASE=postgresql and DATABASE_URL before pytest starts).
+if os.environ.get("ALO_TEST_DATABASE", "sqlite") == "sqlite":
+    os.environ.pop("DATABASE_URL", None)
+
 import pytest  # noqa: E402
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -40,6 +45,12 @@ def sms_rows(limit: int | None = None) -> list[tuple[str, str]]:
         next(reader)
         rows = [(label, text) for label, text in reader]
     return rows[:limit] if limit else rows
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    return f"database: {settings.DATABASES['default']['ENGINE']}"
 
 
 @pytest.fixture(autouse=True)

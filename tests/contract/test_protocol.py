@@ -266,3 +266,15 @@ def test_wrong_method_is_405(client):
 def test_webhook_without_action_is_400(client):
     status, answer = post(client, "/webhook", b'{"project": {"id": 1}}')
     assert status == 400 and "action" in answer["detail"]
+
+
+def test_the_suite_runs_on_the_database_it_was_asked_for():
+    import os
+
+    from django.db import connection
+
+    wanted = os.environ.get("ALO_TEST_DATABASE", "sqlite")
+    assert connection.vendor == wanted
+    from orchestrator.learning.models import Project
+
+    assert Project.objects.count() == 0  # a real query on that database

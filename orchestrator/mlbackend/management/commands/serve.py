@@ -24,9 +24,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, host: str, no_worker: bool, **options):
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
-        if settings.CELERY_BROKER_URL == "filesystem://":
-            for key in ("data_folder_in", "processed_folder"):
-                os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
         python = sys.executable
         commands = [
             [python, "-m", "gunicorn", "orchestrator.wsgi:application", "--config", "python:orchestrator.gunicorn_conf",
