@@ -278,3 +278,31 @@ def test_the_suite_runs_on_the_database_it_was_asked_for():
     from orchestrator.learning.models import Project
 
     assert Project.objects.count() == 0  # a real query on that database
+
+
+def test_a_batch_of_thousands_is_answered_in_order(client, trained_sms_project):
+    project, version = trained_sms_project
+    texts = [text for _, text in sms_rows()] * 5  # 3,000 tasks
+    tasks = [{"id": i + 1, "data": {"text": t}, "project": project.ls_project_id} for i, t in enumerate(texts)]
+    response = client.post("/predict", data=orjson.dumps({"tasks": tasks, "project": project.ls_project_key,
+                                                          "label_config": SMS_CONFIG}),
+                           content_type="application/json")
+    results = orjson.loads(response.content)["results"]
+    assert response.status_code == 200 and len(results) == len(tasks)
+    # Same text, same answer: the order of answers follows the order of tasks.
+    first = [r["result"][0]["value"]["choices"] for r in results[:600]]
+    assert all(first[i % 600] == r["result"][0]["value"]["choices"] for i, r in enumerate(results))
+    assert {r["model_version"] for r in results} == {version.version}
+
+
+def test_a_changed_label_config_serves_cold_start_until_retrained(client, trained_sms_project):
+    project, version = trained_sms_project
+    changed = SMS_CONFIG.replace('<Choice value="spam"/>', '<Choice value="spam"/><Choice value="promo"/>')
+    response = client.post("/setup", data=orjson.dumps({"project": project.ls_project_key, "schema": changed}),
+                           content_type="application/json")
+    assert orjson.loads(response.content)["model_version"] == "cold-start"
+    answer = client.post("/predict", data=orjson.dumps({"tasks": [{"id": 1, "data": {"text": "hello"}}],
+                                                        "project": project.ls_project_key, "label_config": changed}),
+                         content_type="application/json")
+    (result,) = orjson.loads(answer.content)["results"]
+    assert result["model_version"] == "cold-start" and result["result"] == []
