@@ -18,3 +18,17 @@ timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
 limit_request_line = 8190
 accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true", "yes"} else None
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker):
+    """Import MLflow and load the serving models in the background, so the first /predict is quick."""
+    import threading
+
+    def warm():
+        from orchestrator.learning.serving import registry
+        from orchestrator.gateways import mlflow_registry
+
+        mlflow_registry.preload()
+        registry.warm_all()
+
+    threading.Thread(target=warm, name="warm-models", daemon=True).start()

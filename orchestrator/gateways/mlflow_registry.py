@@ -108,3 +108,12 @@ def load_pipeline(uri: str) -> Any:
     import mlflow.sklearn
 
     return mlflow.sklearn.load_model(uri)
+
+
+def preload() -> None:
+    """Import and configure MLflow ahead of the first load (it takes seconds on a cold process)."""
+    try:
+        _mlflow()
+        import mlflow.sklearn  # noqa: F401
+    except Exception:
+        logger.warning("mlflow_preload_failed", exc_info=True)

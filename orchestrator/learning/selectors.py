@@ -41,7 +41,7 @@ def versions(*, project_key: Any = None) -> dict[str, Any]:
         queryset = queryset.filter(project__ls_project_id=ls_project_id)
         projects = projects.filter(ls_project_id=ls_project_id)
     names = [v.version for v in queryset.order_by("-created_at")]
-    current = [registry.for_project(p).version for p in projects.select_related("serving")]
+    current = [registry.announced_version(p) for p in projects.select_related("serving")]
     if COLD_START_VERSION in current or not names:
         names.append(COLD_START_VERSION)
     return {"versions": names, "current_versions": current}

@@ -2,6 +2,10 @@
 
 Per project, never process-global; refreshed from the database every few seconds, so a
 newly promoted version serves without a restart; models are cached per version.
+
+Loading a model (MLflow import, registry lookup, unpickling) takes seconds on a cold
+process. Only /predict waits for it (Label Studio gives /predict 100 s); /setup and
+/versions (3 s) only announce the version and start the load in the background.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from orchestrator.learning.models import COLD_START_VERSION, Project
 logger = logging.getLogger(__name__)
 
 MODEL_CACHE_SIZE = 16
+# After a failed load, answer from cold start for this long before trying again.
+LOAD_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,15 @@ class _Registry:
         self._models: OrderedDict[str, TextClassifier] = OrderedDict()
         self._lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        self._failed: dict[str, float] = {}
+        self._warming: set[str] = set()
 
     def clear(self) -> None:
         with self._lock:
             self._states.clear()
             self._backends.clear()
             self._models.clear()
+            self._failed.clear()
 
     def forget(self, ls_project_id: int) -> None:
         with self._lock:
@@ -71,6 +80,55 @@ class _Registry:
             if state.backend.config.digest == project.label_config_digest and state.strategy == project.strategy:
                 return state
         return self._refresh(project)
+
+    def announced_version(self, project: Project) -> str:
+        """The version /setup reports, without waiting for a model load.
+
+        If this process has not loaded the serving model yet, the load starts in the
+        background so the /predict that usually follows finds it ready.
+        """
+        serving = project.serving
+        if serving is None or serving.label_config_digest != project.label_config_digest or not serving.model_uri:
+            return COLD_START_VERSION
+        uri = serving.model_uri
+        if uri in self._models:
+            return serving.version
+        if self._recently_failed(uri):
+            return COLD_START_VERSION
+        self.warm(uri, self._backend(project))
+        return serving.version
+
+    def warm_all(self) -> None:
+        """Start loading every project's serving model (a web worker calls this as it boots)."""
+        from django.db import connection
+
+        try:
+            for project in Project.objects.select_related("serving").exclude(serving=None):
+                self.announced_version(project)
+        except Exception:  # a worker must boot even if the database is not migrated yet
+            logger.warning("warm_all_skipped", exc_info=True)
+        finally:
+            connection.close()
+
+    def warm(self, uri: str, backend: TextClassificationBackend) -> None:
+        """Load a model in a background thread (once per URI at a time)."""
+        with self._lock:
+            if uri in self._models or uri in self._warming:
+                return
+            self._warming.add(uri)
+
+        def load() -> None:
+            try:
+                self._model(uri, backend)
+            finally:
+                with self._lock:
+                    self._warming.discard(uri)
+
+        threading.Thread(target=load, name=f"warm-{uri}", daemon=True).start()
+
+    def _recently_failed(self, uri: str) -> bool:
+        failed_at = self._failed.get(uri)
+        return failed_at is not None and time.monotonic() - failed_at < LOAD_RETRY_SECONDS
 
     def _refresh(self, project: Project) -> Serving:
         backend = self._backend(project)
@@ -106,6 +164,8 @@ class _Registry:
         model = self._models.get(uri)
         if model is not None:
             return model
+        if self._recently_failed(uri):
+            return None
         with self._lock:
             lock = self._load_locks.setdefault(uri, threading.Lock())
         with lock:  # one load per version, however many requests wait for it
@@ -117,8 +177,10 @@ class _Registry:
             except Exception:
                 # Keep answering (cold start) rather than failing every request.
                 logger.exception("model_load_failed uri=%s", uri)
+                self._failed[uri] = time.monotonic()
                 return None
             with self._lock:
+                self._failed.pop(uri, None)
                 self._models[uri] = model
                 while len(self._models) > MODEL_CACHE_SIZE:
                     self._models.popitem(last=False)

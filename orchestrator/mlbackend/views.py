@@ -101,8 +101,7 @@ def setup(request: HttpRequest) -> HttpResponse:
         project_key=body["project"], label_config=schema,
         extra_params=body.get("extra_params"), hostname=str(body.get("hostname") or ""),
     )
-    serving = registry.for_project(project)
-    return json_response({"model_version": serving.version})
+    return json_response({"model_version": registry.announced_version(project)})
 
 
 @protocol_view(("POST",))

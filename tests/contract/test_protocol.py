@@ -306,3 +306,73 @@ def test_a_changed_label_config_serves_cold_start_until_retrained(client, traine
                          content_type="application/json")
     (result,) = orjson.loads(answer.content)["results"]
     assert result["model_version"] == "cold-start" and result["result"] == []
+
+
+def test_setup_and_versions_never_wait_for_a_model_load(client, trained_sms_project, monkeypatch):
+    """A cold web process must answer /setup (3 s timeout) while the model loads; /predict waits for it."""
+    import threading
+
+    from orchestrator.gateways import mlflow_registry
+    from orchestrator.learning.serving import registry
+
+    project, version = trained_sms_project
+    real_load = mlflow_registry.load_pipeline
+    release, loads = threading.Event(), []
+
+    def blocked_load(uri):
+        loads.append(uri)
+        assert release.wait(30), "the test never released the load"
+        return real_load(uri)
+
+    monkeypatch.setattr(mlflow_registry, "load_pipeline", blocked_load)
+    registry.clear()  # as in a web process that did not train the model
+
+    setup = client.post("/setup", data=orjson.dumps({"project": project.ls_project_key, "schema": SMS_CONFIG}),
+                        content_type="application/json")
+    assert orjson.loads(setup.content)["model_version"] == version.version
+    versions = orjson.loads(client.get("/versions").content)
+    assert versions["current_versions"] == [version.version]
+    assert not release.is_set() and loads == [version.model_uri]  # answered while the load was still blocked
+
+    release.set()
+    answer = client.post("/predict", data=orjson.dumps({"tasks": [{"id": 1, "data": {"text": "WIN a free prize now"}}],
+                                                        "project": project.ls_project_key, "label_config": SMS_CONFIG}),
+                         content_type="application/json")
+    (result,) = orjson.loads(answer.content)["results"]
+    assert result["model_version"] == version.version and result["result"]
+    assert loads == [version.model_uri]  # one load, shared by the background warm-up and /predict
+
+
+def test_a_model_that_cannot_load_serves_cold_start_and_is_retried_later(client, trained_sms_project, monkeypatch):
+    from orchestrator.gateways import mlflow_registry
+    from orchestrator.learning import serving as serving_module
+    from orchestrator.learning.serving import registry
+
+    project, version = trained_sms_project
+    real_load = mlflow_registry.load_pipeline
+    attempts = []
+
+    def broken(uri):
+        attempts.append(uri)
+        raise OSError("artifact store unreachable")
+
+    monkeypatch.setattr(mlflow_registry, "load_pipeline", broken)
+    registry.clear()
+    monkeypatch.setattr(serving_module, "LOAD_RETRY_SECONDS", 3600.0)
+    body = orjson.dumps({"tasks": [{"id": 1, "data": {"text": "hello"}}], "project": project.ls_project_key,
+                         "label_config": SMS_CONFIG})
+    first = orjson.loads(client.post("/predict", data=body, content_type="application/json").content)["results"][0]
+    assert first["model_version"] == "cold-start" and attempts == [version.model_uri]
+    registry.forget(project.ls_project_id)
+    client.post("/predict", data=body, content_type="application/json")
+    assert len(attempts) == 1  # not retried on every request
+    setup = client.post("/setup", data=orjson.dumps({"project": project.ls_project_key, "schema": SMS_CONFIG}),
+                        content_type="application/json")
+    assert orjson.loads(setup.content)["model_version"] == "cold-start"  # announces what it can serve
+
+    # Once the retry window has passed, a load that works serves the version again.
+    monkeypatch.setattr(mlflow_registry, "load_pipeline", real_load)
+    monkeypatch.setattr(serving_module, "LOAD_RETRY_SECONDS", 0.0)
+    registry.forget(project.ls_project_id)
+    again = orjson.loads(client.post("/predict", data=body, content_type="application/json").content)["results"][0]
+    assert again["model_version"] == version.version

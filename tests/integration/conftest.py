@@ -88,6 +88,14 @@ def service(tmp_path, label_studio):
         yield svc
     finally:
         svc.process.stop()
+        print_log_tail(svc.process.log_path)
+
+
+def print_log_tail(path: Path, lines: int = 80) -> None:
+    """Shown by pytest only when the test failed: the service's side of the story."""
+    if path.exists():
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- last {len(tail)} lines of {path} ---", *tail, sep="\n")
 
 
 def wait_for(predicate, timeout: float = 30, what: str = "a condition"):
