@@ -131,16 +131,23 @@ class TextClassificationBackend:
             return y
         return np.array([example.labels[0] for example in examples], dtype=object)
 
-    def fit(self, examples: Sequence[Example]) -> TextClassifier:
+    def check_trainable(self, examples: Sequence[Example]) -> np.ndarray:
+        """The targets of `examples`, or TrainingDataError saying why they cannot train a model."""
         if len(examples) < 2:
             raise TrainingDataError(f"need at least 2 annotated tasks to train, got {len(examples)}")
         y = self.targets(examples)
         if not self.multiple and len(set(y.tolist())) < 2:
+            others = ", ".join(repr(label) for label in self.labels if label != y[0])
             raise TrainingDataError(
-                f"all {len(examples)} annotations choose {y[0]!r}: need at least 2 different choices to train"
+                f"all {len(examples)} annotations choose {y[0]!r} and none {others}: "
+                "need at least 2 different choices to train"
             )
         if self.multiple and not (y.any(axis=0) & (~y.astype(bool)).any(axis=0)).any():
             raise TrainingDataError("no choice is both present and absent in the annotations: nothing to learn")
+        return y
+
+    def fit(self, examples: Sequence[Example]) -> TextClassifier:
+        y = self.check_trainable(examples)
         pipeline = self.make_estimator()
         pipeline.fit([e.text for e in examples], y)
         return TextClassifier(pipeline=pipeline, labels=self.labels, multiple=self.multiple)

@@ -111,6 +111,10 @@ REST_FRAMEWORK = {
 LABEL_STUDIO_URL = env_str("LABEL_STUDIO_URL", "").rstrip("/")
 LABEL_STUDIO_API_KEY = env_str("LABEL_STUDIO_API_KEY", "")
 LABEL_STUDIO_TIMEOUT = float(env_str("LABEL_STUDIO_TIMEOUT", "30"))
+# Whole reads (a project's annotations) are retried on transport errors and 5xx.
+LABEL_STUDIO_RETRIES = env_int("LABEL_STUDIO_RETRIES", 4)
+LABEL_STUDIO_RETRY_BACKOFF = float(env_str("LABEL_STUDIO_RETRY_BACKOFF", "2"))
+LABEL_STUDIO_PAGE_SIZE = env_int("LABEL_STUDIO_PAGE_SIZE", 500)
 
 # --- ML backend protocol ------------------------------------------------------------------
 BASIC_AUTH_USER = env_str("BASIC_AUTH_USER", "")
@@ -146,7 +150,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL == "filesystem://"
-    else {}
+    # Redis: a message a killed worker held is handed out again after this many seconds.
+    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 )
 if CELERY_BROKER_URL == "filesystem://":
     for _folder in (_broker_dir / "queue", _broker_dir / "processed"):
@@ -159,6 +164,21 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_IGNORE_RESULT = True
+
+# --- Training loop ------------------------------------------------------------------------
+# A training holds a per-project lease, renewed while it runs; a killed worker's lease
+# lapses after this long and another worker takes over.
+ALO_TRAINING_LEASE_SECONDS = float(env_str("ALO_TRAINING_LEASE_SECONDS", "60"))
+# How often beat re-checks every project (events a lost message left pending, annotations
+# whose webhook never arrived).
+ALO_RECONCILE_SECONDS = float(env_str("ALO_RECONCILE_SECONDS", "60"))
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-training": {
+        "task": "orchestrator.learning.tasks.reconcile_training",
+        "schedule": ALO_RECONCILE_SECONDS,
+    },
+}
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -24,7 +24,11 @@ TEXT_CACHE_SIZE = 10_000
 
 
 class LabelStudioError(RuntimeError):
-    """Label Studio could not be reached, or answered with an error."""
+    """Label Studio could not be reached (status_code None), or answered with an error."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class LabelStudioNotConfigured(LabelStudioError):
@@ -62,7 +66,8 @@ def _request(method: str, path: str, **kwargs: Any):
     except Exception as exc:  # httpx transport errors, timeouts
         raise LabelStudioError(f"{method} {path} failed: {exc}") from exc
     if response.status_code >= 400:
-        raise LabelStudioError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+        raise LabelStudioError(f"{method} {path} answered {response.status_code}: {response.text[:300]}",
+                               status_code=response.status_code)
     return response
 
 
@@ -128,3 +133,45 @@ def iter_annotated_tasks(ls_project_id: int, *, page_size: int = 500) -> Iterato
     pager = client().tasks.list(project=ls_project_id, only_annotated=True, fields="all", page_size=page_size)
     for task in pager:
         yield task.dict() if hasattr(task, "dict") else dict(task)
+
+
+def annotation_count(ls_project_id: int) -> int:
+    """How many annotations (skips included) the project has in Label Studio now: one cheap call."""
+    body = _request("GET", f"api/projects/{int(ls_project_id)}/").json()
+    return int(body.get("total_annotations_number") or 0) + int(body.get("skipped_annotations_number") or 0)
+
+
+def with_retries(call, *, what: str, attempts: int | None = None, backoff: float | None = None):
+    """Run `call()` again after transport errors and 5xx answers, waiting 1x, 2x, 4x... `backoff`.
+
+    For whole reads (a paginated dataset), which restart from the first page.
+    """
+    import time
+
+    attempts = attempts or settings.LABEL_STUDIO_RETRIES
+    backoff = settings.LABEL_STUDIO_RETRY_BACKOFF if backoff is None else backoff
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not _retryable(exc) or attempt == attempts:
+                if isinstance(exc, LabelStudioError):
+                    raise
+                raise LabelStudioError(f"{what} failed after {attempt} attempt(s): {exc}") from exc
+            delay = backoff * 2 ** (attempt - 1)
+            logger.warning("label_studio_retry what=%s attempt=%s delay=%.1fs error=%s", what, attempt, delay, exc)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _retryable(exc: BaseException) -> bool:
+    import httpx
+
+    if isinstance(exc, LabelStudioNotConfigured):
+        return False
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    status = getattr(exc, "status_code", None)  # LabelStudioError and the SDK's ApiError
+    if status is None:
+        return isinstance(exc, LabelStudioError)  # a transport failure wrapped by _request
+    return status >= 500 or status == 429

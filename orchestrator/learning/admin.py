@@ -1,7 +1,14 @@
-"""Django admin for projects, model versions and received events."""
+"""Django admin for projects, training policies and runs, model versions and received events."""
 from django.contrib import admin
 
-from orchestrator.learning.models import ModelVersion, Project, WebhookEvent
+from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
+
+
+class TrainingPolicyInline(admin.StackedInline):
+    model = TrainingPolicy
+    can_delete = False
+    extra = 1
+    max_num = 1
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -19,7 +26,16 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ("ls_project_id", "title")
     readonly_fields = ("ls_project_key", "label_config_digest", "backend", "ls_hostname", "serving",
                        "created_at", "updated_at", "last_setup_at")
-    inlines = [ModelVersionInline]
+    inlines = [TrainingPolicyInline, ModelVersionInline]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "project", "trigger", "status", "num_events", "num_annotations", "model_version",
+                    "promoted", "started_at", "finished_at")
+    list_filter = ("status", "trigger")
+    search_fields = ("project__ls_project_id", "detail")
+    readonly_fields = [f.name for f in TrainingRun._meta.fields]
 
 
 @admin.register(ModelVersion)

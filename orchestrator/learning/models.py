@@ -46,6 +46,11 @@ class Project(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_setup_at = models.DateTimeField(null=True, blank=True)
+    # Training loop bookkeeping (see services/training_loop.py): when the next check is
+    # scheduled, and the lease that makes at most one training run per project at a time.
+    training_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    training_lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    training_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["ls_project_id"]
@@ -74,6 +79,9 @@ class ModelVersion(models.Model):
     model_uri = models.CharField(max_length=500, blank=True, help_text="Where the serving layer loads it from.")
     metrics = models.JSONField(default=dict, blank=True)
     num_annotations = models.PositiveIntegerField(default=0)
+    data_digest = models.CharField(
+        max_length=64, blank=True, help_text="Digest of the label config and the annotations (ids and revisions) it learned.",
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -84,6 +92,75 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} ({self.status})"
+
+
+class TrainingPolicy(models.Model):
+    """When a project's annotations lead to a new model version, and whether it serves."""
+
+    class Promotion(models.TextChoices):
+        ALWAYS = "always", "always serve the new version"
+        IF_NOT_WORSE = "if_not_worse", "serve it unless macro-F1 drops by more than the margin"
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="training_policy")
+    auto_train = models.BooleanField(
+        default=True, help_text="Train on annotation events. Off: only Start Training (and manual runs) train.",
+    )
+    min_annotations = models.PositiveIntegerField(
+        default=10, help_text="No automatic training before the project has this many annotations.",
+    )
+    retrain_every = models.PositiveIntegerField(
+        default=25, help_text="Train as soon as this many annotation changes are pending (0: off).",
+    )
+    quiet_seconds = models.FloatField(
+        default=20.0, help_text="Train when annotation changes are pending and none came for this long (0: off).",
+    )
+    promotion = models.CharField(max_length=16, choices=Promotion.choices, default=Promotion.ALWAYS)
+    max_macro_f1_drop = models.FloatField(
+        default=0.02, help_text="With if_not_worse: the largest cross-validated macro-F1 drop still promoted.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "training policies"
+
+    def __str__(self) -> str:
+        return f"training policy of {self.project}"
+
+
+class TrainingRun(models.Model):
+    """One training job of a project: what triggered it, what it read, what it produced."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    trigger = models.CharField(max_length=32, help_text="start_training, annotations, quiet, reconcile or manual.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    events_through = models.BigIntegerField(default=0, help_text="Covers pending events up to this id.")
+    num_events = models.PositiveIntegerField(default=0)
+    num_annotations = models.PositiveIntegerField(default=0)
+    ls_annotation_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Label Studio's annotation count when the run read the data.",
+    )
+    model_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    promoted = models.BooleanField(default=False)
+    detail = models.TextField(blank=True, help_text="Why it was skipped, not promoted, or failed.")
+    owner = models.CharField(max_length=64, blank=True, help_text="The lease owner (worker) that ran it.")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"training of {self.project} ({self.status})"
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
 
 
 class WebhookEvent(models.Model):
@@ -100,6 +177,7 @@ class WebhookEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [models.Index(fields=["project", "processed_at"], name="event_pending_idx")]
 
     def __str__(self) -> str:
         return f"{self.action} project={self.ls_project_id}"

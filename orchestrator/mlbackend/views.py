@@ -19,7 +19,7 @@ from backends import LabelConfigError, TaskDataError
 from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
 from orchestrator.learning import selectors
 from orchestrator.learning.serving import registry
-from orchestrator.learning.services import events, predictions, projects
+from orchestrator.learning.services import events, predictions, projects, training_loop
 from orchestrator.mlbackend.auth import check_basic_auth
 
 logger = logging.getLogger(__name__)
@@ -134,12 +134,14 @@ def webhook(request: HttpRequest) -> HttpResponse:
     # Label Studio sends webhooks without the basic-auth header (see README), so /webhook
     # only records ids; training reads the annotations back from Label Studio itself.
     event = events.record_event(json_body(request))
+    training_loop.on_event(event)
     return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)
 
 
 @protocol_view(("POST",))
 def train(request: HttpRequest) -> HttpResponse:
     event = events.record_legacy_train(json_body(request))
+    training_loop.on_event(event)
     return json_response({"status": "ok", "event": event.pk}, status=201)
 
 

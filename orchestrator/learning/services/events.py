@@ -8,8 +8,10 @@ from orchestrator.learning.models import Project, WebhookEvent
 from orchestrator.learning.services.projects import parse_project_key
 
 # Events that change what a model should learn; the training loop acts on these.
+# RECONCILE is the service's own: annotations changed in Label Studio without a webhook.
 TRAINING_EVENTS = frozenset(
-    {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING", "TRAIN"}
+    {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING",
+     "TRAIN", "RECONCILE"}
 )
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,16 +26,24 @@ logger = logging.getLogger(__name__)
 MIN_EXAMPLES_FOR_CV = 10
 
 
-def examples_from_tasks(
-    backend: TextClassificationBackend, tasks: Iterable[Mapping[str, Any]]
-) -> tuple[list[Example], list[int]]:
-    """Examples from Label Studio tasks with annotations, and the annotation ids used.
+@dataclass
+class Dataset:
+    """Training examples read from Label Studio, and which annotations (at which revision) made them."""
 
-    Rule for several annotations on a task: the most recently updated one that is not a
-    skip and chooses something wins; ground-truth annotations win over the others.
+    examples: list[Example] = field(default_factory=list)
+    annotation_ids: list[int] = field(default_factory=list)
+    digest: str = ""  # equal digests: same config, same annotations, same revisions
+
+
+def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapping[str, Any]]) -> Dataset:
+    """Examples from Label Studio tasks with annotations.
+
+    Rule for several annotations on a task: ground-truth annotations win over the others,
+    then the most recently updated one; skips (was_cancelled) and annotations that choose
+    nothing the config knows are left out.
     """
-    examples: list[Example] = []
-    used: list[int] = []
+    dataset = Dataset()
+    revisions: list[str] = []
     fetch = label_studio.fetch_text if label_studio.is_configured() else None
     for task in tasks:
         candidates = [
@@ -44,10 +53,15 @@ def examples_from_tasks(
         if not candidates:
             continue
         best = max(candidates, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or ""), a.get("id") or 0))
-        examples.append(Example(text=backend.task_text(task, fetch), labels=backend.annotation_labels(best["result"])))
+        dataset.examples.append(Example(text=backend.task_text(task, fetch), labels=backend.annotation_labels(best["result"])))
         if isinstance(best.get("id"), int):
-            used.append(best["id"])
-    return examples, used
+            dataset.annotation_ids.append(best["id"])
+        revisions.append(f"{task.get('id')}:{best.get('id')}:{best.get('updated_at')}")
+    hasher = hashlib.sha256(backend.config.digest.encode())
+    for revision in sorted(revisions):
+        hasher.update(b"\n" + revision.encode())
+    dataset.digest = hasher.hexdigest()[:32]
+    return dataset
 
 
 def evaluate(backend: TextClassificationBackend, examples: Sequence[Example]) -> dict[str, float]:
@@ -99,7 +113,8 @@ def annotations_digest(annotation_ids: Sequence[int]) -> str:
 
 
 def train_model_version(
-    *, project: Project, examples: Sequence[Example], annotation_ids: Sequence[int] = (), promote: bool = True
+    *, project: Project, examples: Sequence[Example], annotation_ids: Sequence[int] = (), data_digest: str = "",
+    promote: bool = True, on_created: Callable[[ModelVersion], None] | None = None,
 ) -> ModelVersion:
     """Fit, evaluate, log and register one model version; serve it when `promote`.
 
@@ -110,8 +125,12 @@ def train_model_version(
         version = ModelVersion.objects.create(
             project=project, version=_next_version(project), status=ModelVersion.Status.TRAINING,
             label_config_digest=project.label_config_digest, num_annotations=len(examples),
+            data_digest=data_digest,
         )
+    if on_created is not None:
+        on_created(version)
     try:
+        backend.check_trainable(examples)  # say what is wrong with the whole set, not with a CV fold
         metrics = evaluate(backend, examples)
         model = backend.fit(examples)
         registered = mlflow_registry.log_and_register(
@@ -120,7 +139,8 @@ def train_model_version(
             params={
                 "backend": backend.name, "labels": ",".join(backend.labels), "multi_label": backend.multiple,
                 "num_annotations": len(examples), "label_config_digest": project.label_config_digest,
-                "annotations_digest": annotations_digest(annotation_ids), "model_version": version.version,
+                "annotation_ids_digest": annotations_digest(annotation_ids), "data_digest": data_digest,
+                "model_version": version.version,
             },
             metrics=metrics,
             tags={"label_studio_project": str(project.ls_project_id), "model_version": version.version},

@@ -10,9 +10,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from backends import Example, TrainingDataError, backend_for
-from orchestrator.gateways import label_studio
-from orchestrator.learning.models import Project
-from orchestrator.learning.services.training import examples_from_tasks, train_model_version
+from orchestrator.learning.models import Project, TrainingRun
+from orchestrator.learning.services import training_loop
+from orchestrator.learning.services.training import train_model_version
 
 
 class Command(BaseCommand):
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--text-column", default="text")
         parser.add_argument("--label-column", default="label")
         parser.add_argument("--limit", type=int, default=0, help="Use only the first N rows of the file.")
-        parser.add_argument("--no-promote", action="store_true", help="Register the version without serving it.")
+        parser.add_argument("--no-promote", action="store_true", help="With --from-file: register the version without serving it (from Label Studio, the project's promotion policy decides).")
 
     def handle(self, *args, project: int, from_label_studio: bool, from_file: Path | None, text_column: str,
                label_column: str, limit: int, no_promote: bool, **options):
@@ -34,18 +34,25 @@ class Command(BaseCommand):
         if row is None:
             raise CommandError(f"project {project} is unknown: connect it in Label Studio first (it calls /setup)")
         backend = backend_for(row.label_config)
-        annotation_ids: list[int] = []
         if from_label_studio:
-            examples, annotation_ids = examples_from_tasks(backend, label_studio.iter_annotated_tasks(project))
+            # The same path as the background loop: under the project's lease, the policy's promotion rule.
+            result = training_loop.train_now(row, trigger="manual", reschedule_if_busy=False)
+            if result.outcome == "busy":
+                raise CommandError(f"project {project} is training right now; try again when it finishes")
+            run = result.run
+            if run.status == TrainingRun.Status.FAILED:
+                raise CommandError(f"training failed: {run.detail}")
+            version, count = run.model_version, run.num_annotations
         else:
             examples = self._read_file(from_file, text_column, label_column, limit, backend.labels)
-        try:
-            version = train_model_version(project=row, examples=examples, annotation_ids=annotation_ids,
-                                          promote=not no_promote)
-        except TrainingDataError as exc:
-            raise CommandError(str(exc)) from exc
+            try:
+                version = train_model_version(project=row, examples=examples, promote=not no_promote)
+            except TrainingDataError as exc:
+                raise CommandError(str(exc)) from exc
+            count = len(examples)
+        version.refresh_from_db()
         metrics = ", ".join(f"{k}={v:.3f}" for k, v in sorted(version.metrics.items()))
-        self.stdout.write(f"{version.version} {version.status} on {len(examples)} examples: {metrics}")
+        self.stdout.write(f"{version.version} {version.status} on {count} examples: {metrics}")
 
     def _read_file(self, path: Path, text_column: str, label_column: str, limit: int, labels) -> list[Example]:
         if not path.exists():
