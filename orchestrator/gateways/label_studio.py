@@ -155,9 +155,8 @@ def with_retries(call, *, what: str, attempts: int | None = None, backoff: float
             return call()
         except Exception as exc:
             if not _retryable(exc) or attempt == attempts:
-                if isinstance(exc, LabelStudioError):
-                    raise
-                raise LabelStudioError(f"{what} failed after {attempt} attempt(s): {exc}") from exc
+                raise LabelStudioError(f"{what} failed after {attempt} attempt(s): {exc}",
+                                       status_code=getattr(exc, "status_code", None)) from exc
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("label_studio_retry what=%s attempt=%s delay=%.1fs error=%s", what, attempt, delay, exc)
             time.sleep(delay)

@@ -59,7 +59,7 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
             except BadRequest as exc:
                 return error(exc.status, exc.detail)
             except (LabelConfigError, TaskDataError, ForeignUrlError, projects.ProjectKeyError,
-                    projects.StrategyError, events.EventError) as exc:
+                    projects.StrategyError, projects.PolicyError, events.EventError) as exc:
                 return error(422 if isinstance(exc, LabelConfigError) else 400, str(exc))
             except LabelStudioError as exc:
                 logger.warning("label_studio_error path=%s error=%s", request.path, exc)

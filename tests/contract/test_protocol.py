@@ -376,3 +376,36 @@ def test_a_model_that_cannot_load_serves_cold_start_and_is_retried_later(client,
     registry.forget(project.ls_project_id)
     again = orjson.loads(client.post("/predict", data=body, content_type="application/json").content)["results"][0]
     assert again["model_version"] == version.version
+
+
+def test_extra_params_set_the_training_policy_once(client):
+    from orchestrator.learning.models import TrainingPolicy
+
+    extra = {"training": {"retrain_every": 50, "quiet_seconds": 5, "promotion": "if_not_worse"}}
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": orjson.dumps(extra).decode()}
+    assert client.post("/setup", data=orjson.dumps(body), content_type="application/json").status_code == 200
+    policy = TrainingPolicy.objects.get(project__ls_project_id=4)
+    assert (policy.retrain_every, policy.quiet_seconds, policy.promotion, policy.min_annotations) == (50, 5.0, "if_not_worse", 10)
+    # An edit in the admin survives the /setup calls Label Studio repeats with the same extra params.
+    TrainingPolicy.objects.filter(pk=policy.pk).update(retrain_every=7)
+    client.post("/setup", data=orjson.dumps(body), content_type="application/json")
+    assert TrainingPolicy.objects.get(pk=policy.pk).retrain_every == 7
+
+
+@pytest.mark.parametrize("training, words", [
+    ({"retrain_evry": 5}, ["retrain_evry", "retrain_every"]),
+    ({"min_annotations": -1}, ["min_annotations", "non-negative"]),
+    ({"min_annotations": 2.5}, ["min_annotations", "int"]),
+    ({"auto_train": "yes"}, ["auto_train", "bool"]),
+    ({"promotion": "sometimes"}, ["promotion", "if_not_worse"]),
+    ("often", ["training", "object"]),
+])
+def test_extra_params_with_a_bad_training_policy_are_refused(client, training, words):
+    from orchestrator.learning.models import Project
+
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": {"training": training}}
+    response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    detail = orjson.loads(response.content)["detail"]
+    assert all(word in detail for word in words), detail
+    assert not Project.objects.filter(ls_project_id=4).exists()

@@ -107,3 +107,119 @@ def wait_for(predicate, timeout: float = 30, what: str = "a condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.3)
+
+
+# --- the training loop: Redis, a Celery worker, the service's database -------------------------
+_redis_db = iter(range(1, 16))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    from tests.support.redis import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Loop:
+    """The service with its Celery worker on Redis, as deployed."""
+
+    service: Service
+    data_dir: Path
+    worker: ManagedProcess | None = None
+    workers_started: int = 0
+
+    def start_worker(self) -> ManagedProcess:
+        self.workers_started += 1
+        self.worker = ManagedProcess(
+            [sys.executable, "-m", "celery", "-A", "orchestrator", "worker", "--beat", "--loglevel", "INFO",
+             "--concurrency", "1", "--without-gossip", "--without-mingle",
+             "--hostname", f"w{self.workers_started}@%h",
+             "--schedule", str(self.data_dir / "celerybeat-schedule")],
+            log_path=self.data_dir / f"worker-{self.workers_started}.log", env=self.service.env, cwd=ROOT,
+            name="celery-worker",
+        ).start()
+        return self.worker
+
+    def rows(self, sql: str) -> list[tuple]:
+        """Read the service's database directly (fast enough to poll; SQLite or PostgreSQL)."""
+        url = self.service.env.get("DATABASE_URL")
+        if url:
+            import psycopg
+
+            with psycopg.connect(url) as conn:
+                return conn.execute(sql).fetchall()
+        import sqlite3
+
+        conn = sqlite3.connect(self.data_dir / "orchestrator.sqlite3", timeout=20)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def runs(self, ls_project_id: int) -> list[dict]:
+        columns = ("id", "trigger", "status", "num_events", "num_annotations", "promoted", "detail", "version")
+        found = self.rows(
+            "SELECT r.id, r.trigger, r.status, r.num_events, r.num_annotations, r.promoted, r.detail, v.version "
+            "FROM learning_trainingrun r JOIN learning_project p ON p.id = r.project_id "
+            "LEFT JOIN learning_modelversion v ON v.id = r.model_version_id "
+            f"WHERE p.ls_project_id = {int(ls_project_id)} ORDER BY r.id")
+        return [dict(zip(columns, row)) for row in found]
+
+    def versions(self, ls_project_id: int) -> list[dict]:
+        columns = ("version", "status", "num_annotations", "model_uri", "error")
+        found = self.rows(
+            "SELECT v.version, v.status, v.num_annotations, v.model_uri, v.error FROM learning_modelversion v "
+            f"JOIN learning_project p ON p.id = v.project_id WHERE p.ls_project_id = {int(ls_project_id)} "
+            "ORDER BY v.id")
+        return [dict(zip(columns, row)) for row in found]
+
+    def idle(self, ls_project_id: int) -> bool:
+        """No training running or scheduled and no training event pending."""
+        (state,) = self.rows(
+            "SELECT p.training_lease_owner, p.training_check_at, "
+            "(SELECT COUNT(*) FROM learning_webhookevent e WHERE e.project_id = p.id AND e.processed_at IS NULL "
+            " AND e.action IN ('ANNOTATION_CREATED','ANNOTATION_UPDATED','ANNOTATIONS_DELETED','START_TRAINING')) "
+            f"FROM learning_project p WHERE p.ls_project_id = {int(ls_project_id)}")
+        return state[0] == "" and state[1] is None and state[2] == 0
+
+    def setup_version(self, project_key: str, schema: str) -> str:
+        answer = requests.post(f"{self.service.url}/setup", json={"project": project_key, "schema": schema}, timeout=10)
+        answer.raise_for_status()
+        return answer.json()["model_version"]
+
+
+def start_loop(tmp_path: Path, redis_server, label_studio, extra_env: dict | None = None) -> Loop:
+    import redis as redis_client
+
+    db = next(_redis_db)
+    redis_client.Redis.from_url(f"redis://127.0.0.1:{redis_server.port}/{db}").flushdb()
+    broker = f"redis://127.0.0.1:{redis_server.port}/{db}"
+    env = {"CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker, **(extra_env or {})}
+    service = start_service(tmp_path / "service", label_studio, env)
+    loop = Loop(service=service, data_dir=tmp_path / "service")
+    loop.start_worker()
+    return loop
+
+
+def stop_loop(loop: Loop) -> None:
+    if loop.worker is not None:
+        loop.worker.stop()
+    loop.service.process.stop()
+    for log in sorted(loop.data_dir.glob("worker-*.log")):
+        print_log_tail(log, 60)
+    print_log_tail(loop.service.process.log_path, 40)
+
+
+@pytest.fixture
+def loop(tmp_path, redis_server, label_studio):
+    running = start_loop(tmp_path, redis_server, label_studio)
+    try:
+        yield running
+    finally:
+        stop_loop(running)

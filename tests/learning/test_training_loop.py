@@ -110,7 +110,7 @@ def test_a_burst_of_events_queues_one_check(sms_project, queued):
 def test_events_that_do_not_train_queue_nothing(sms_project, queued):
     training_loop.on_event(event(sms_project, "PROJECT_UPDATED", ()))
     training_loop.on_event(WebhookEvent.objects.create(ls_project_id=99, action="ANNOTATION_CREATED"))
-    TrainingPolicy.objects.create(project=sms_project, auto_train=False)
+    TrainingPolicy.objects.filter(project=sms_project).update(auto_train=False)
     training_loop.on_event(event(sms_project))
     assert queued == []
 
@@ -160,7 +160,7 @@ def test_unchanged_annotations_do_not_make_a_new_version_unless_asked(sms_projec
 
 
 def test_too_few_annotations_skip_until_the_policy_minimum(sms_project, queued):
-    TrainingPolicy.objects.create(project=sms_project, min_annotations=50)
+    TrainingPolicy.objects.filter(project=sms_project).update(min_annotations=50)
     few = ls_tasks(sms_rows(20))
     run = training_loop.train_now(sms_project, trigger="quiet", read_tasks=lambda pid: few).run
     assert run.status == TrainingRun.Status.SKIPPED and "50" in run.detail
@@ -248,7 +248,7 @@ def test_a_dead_workers_run_is_abandoned_and_its_events_trained_again(sms_projec
 def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queued):
     project, serving = trained_sms_project
     ModelVersion.objects.filter(pk=serving.pk).update(metrics={**serving.metrics, "macro_f1": 1.0})
-    TrainingPolicy.objects.create(project=project, promotion="if_not_worse", max_macro_f1_drop=0.0)
+    TrainingPolicy.objects.filter(project=project).update(promotion="if_not_worse", max_macro_f1_drop=0.0)
     project.refresh_from_db()
     rows = sms_rows(60)
     noisy = [("spam" if label == "ham" and i % 3 == 0 else label, text) for i, (label, text) in enumerate(rows)]

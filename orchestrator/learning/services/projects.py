@@ -11,7 +11,7 @@ from django.utils import timezone
 import strategies
 from backends import backend_for, parse_label_config
 from backends.label_config import config_digest
-from orchestrator.learning.models import Project
+from orchestrator.learning.models import Project, TrainingPolicy
 
 PROJECT_KEY = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
 
@@ -22,6 +22,41 @@ class ProjectKeyError(ValueError):
 
 class StrategyError(ValueError):
     """Extra params name a query strategy that does not exist."""
+
+
+class PolicyError(ValueError):
+    """Extra params set a training policy field wrongly."""
+
+
+# Training policy fields that Label Studio's "Extra params" may set: {"training": {...}}.
+POLICY_FIELDS = {
+    "auto_train": bool, "min_annotations": int, "retrain_every": int, "quiet_seconds": float,
+    "promotion": str, "max_macro_f1_drop": float,
+}
+
+
+def _policy_from(extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not extra or "training" not in extra:
+        return None
+    wanted = extra["training"]
+    if not isinstance(wanted, dict):
+        raise PolicyError('extra params "training" must be an object, e.g. {"training": {"retrain_every": 50}}')
+    unknown = sorted(set(wanted) - set(POLICY_FIELDS))
+    if unknown:
+        raise PolicyError(f"extra params \"training\" has unknown field(s) {unknown}; known: {sorted(POLICY_FIELDS)}")
+    fields: dict[str, Any] = {}
+    for name, value in wanted.items():
+        kind = POLICY_FIELDS[name]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is bool and not isinstance(value, bool) or kind in (int, float) and (not numeric or value < 0) \
+                or kind is int and numeric and value != int(value):
+            raise PolicyError(f"extra params training.{name} must be a {'non-negative ' if kind is not bool else ''}"
+                              f"{kind.__name__}, got {value!r}")
+        fields[name] = kind(value)
+    if "promotion" in fields and fields["promotion"] not in {"always", "if_not_worse"}:
+        raise PolicyError(f"extra params training.promotion must be \"always\" or \"if_not_worse\", "
+                          f"got {fields['promotion']!r}")
+    return fields
 
 
 def parse_project_key(value: Any) -> int:
@@ -72,6 +107,7 @@ def setup_project(
     backend = backend_for(config)  # raises LabelConfigError naming the tags when unsupported
     extra = parse_extra_params(extra_params)
     strategy = _strategy_from(extra)
+    policy = _policy_from(extra)
     wanted: dict[str, Any] = {
         "ls_project_key": str(project_key)[:64],
         "label_config": label_config,
@@ -86,7 +122,9 @@ def setup_project(
     if project is None:
         try:
             with transaction.atomic():
-                return Project.objects.create(ls_project_id=ls_project_id, last_setup_at=timezone.now(), **wanted)
+                project = Project.objects.create(ls_project_id=ls_project_id, last_setup_at=timezone.now(), **wanted)
+                TrainingPolicy.objects.create(project=project, **(policy or {}))
+                return project
         except IntegrityError:  # a concurrent /setup created it first
             project = Project.objects.select_related("serving").get(ls_project_id=ls_project_id)
     changed = [field for field, value in wanted.items() if getattr(project, field) != value]
@@ -94,6 +132,9 @@ def setup_project(
         setattr(project, field, wanted[field])
     if changed:
         project.save(update_fields=[*changed, "updated_at"])
+    if policy and "extra_params" in changed:
+        # Only when the extra params change: edits made in the admin since then stay.
+        TrainingPolicy.objects.update_or_create(project=project, defaults=policy)
     return project
 
 
