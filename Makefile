@@ -25,7 +25,7 @@ run: migrate
 # The whole suite on SQLite, then the database-backed tests again on a real PostgreSQL.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
-	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/integration $(PYTEST_ARGS)
+	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/learning tests/integration $(PYTEST_ARGS)
 
 # Unit and contract tests only (no servers started).
 test-fast: install
@@ -33,6 +33,7 @@ test-fast: install
 
 bench: install
 	$(PY) bench/predict.py
+	$(PY) bench/webhooks.py
 
 clean:
 	rm -rf data .pytest_cache

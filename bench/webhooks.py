@@ -1,0 +1,164 @@
+"""Benchmark the training loop: a burst of webhook events against a running service.
+
+Starts a real Label Studio 1.23.2, Redis, the service (gunicorn) and a Celery worker, all
+on loopback, with the test suite's process helpers. Then:
+1. imports N annotated tasks (real SMS texts) into a Label Studio project connected to the
+   service, and sends N ANNOTATION_CREATED webhooks (8 concurrent senders), as Label
+   Studio would for N annotations;
+2. reports webhook ack latency, how many trainings the burst started, and the time from
+   the last event until the new version serves (/setup reports it);
+3. measures training time (read from Label Studio + fit + cross-validate + MLflow) for
+   1k and 10k annotations, through Start Training.
+
+Run: `python bench/webhooks.py [--events 1000] [--sizes 1000,10000]`.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import SMS_CONFIG, recorded  # noqa: E402
+from tests.integration.conftest import start_loop, stop_loop  # noqa: E402
+from tests.support.label_studio import LabelStudioServer  # noqa: E402
+from tests.support.redis import RedisServer  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from predict import read_sms  # noqa: E402
+
+
+def rows(n: int) -> list[tuple[str, str]]:
+    sms = read_sms()
+    return [(label, text if i < len(sms) else f"{text} [{i // len(sms)}]")
+            for i, (label, text) in enumerate((sms * (n // len(sms) + 1))[:n])]
+
+
+def annotated_project(ls, title: str, n: int, loop, training: dict) -> tuple[dict, list[dict], dict]:
+    project = ls.api("POST", "/api/projects", json={"title": title, "label_config": SMS_CONFIG})
+    for start in range(0, n, 2000):
+        ls.api("POST", f"/api/projects/{project['id']}/import", json=[
+            {"data": {"text": text}, "annotations": [{"result": [
+                {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
+            for label, text in rows(n)[start:start + 2000]])
+    tasks: list[dict] = []
+    page = 1
+    while len(tasks) < n:  # Label Studio answers 404 past the last page
+        tasks += ls.api("GET", "/api/tasks", params={"project": project["id"], "page_size": 1000, "page": page,
+                                                    "fields": "all"})["tasks"]
+        page += 1
+    backend = ls.api("POST", "/api/ml", json={"project": project["id"], "url": loop.service.url, "title": "AL",
+                                              "extra_params": {"training": training}})
+    return project, tasks, backend
+
+
+def webhook_body(project: dict, task: dict) -> dict:
+    body = copy.deepcopy(recorded("webhook-annotation_created")["body"])
+    body["project"].update({"id": project["id"], "label_config": SMS_CONFIG})
+    annotation = task["annotations"][0]
+    body["task"] = {**body["task"], "id": task["id"], "data": task["data"], "project": project["id"]}
+    body["annotation"] = {**body["annotation"], "id": annotation["id"], "task": task["id"], "result": annotation["result"]}
+    return body
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def burst(ls, loop, events: int) -> list[tuple[str, str]]:
+    project, tasks, _ = annotated_project(ls, "burst", events, loop,
+                                          {"min_annotations": 10, "retrain_every": 25, "quiet_seconds": 20})
+    pid, key = project["id"], f"{project['id']}.0"
+    bodies = [webhook_body(project, t) for t in tasks]
+    session = requests.Session()
+    url = f"{loop.service.url}/webhook"
+
+    def send(body) -> float:
+        t0 = time.perf_counter()
+        response = session.post(url, json=body, timeout=10)
+        response.raise_for_status()
+        return (time.perf_counter() - t0) * 1000
+
+    start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        latencies = list(pool.map(send, bodies))
+    last_event = time.perf_counter()
+    version = wait(lambda: (v := loop.setup_version(key, SMS_CONFIG)) != "cold-start" and v, 300, "a version")
+    served = time.perf_counter()
+    wait(lambda: loop.idle(pid), 300, "the loop to settle")
+    runs = loop.runs(pid)
+    trained = [r for r in runs if r["status"] == "succeeded"]
+    return [
+        ("events sent", f"{events} in {last_event - start:.2f} s ({events / (last_event - start):.0f}/s, 8 senders)"),
+        ("ack latency p50 / p99", f"{statistics.median(latencies):.1f} / {percentile(latencies, 99):.1f} ms (target p99 <= 50)"),
+        ("trainings started", f"{len(runs)} runs: {len(trained)} trained, {len(runs) - len(trained)} skipped (data unchanged)"),
+        ("last trained on", f"{trained[-1]['num_annotations']} annotations -> {version}"),
+        ("last event -> new version serving", f"{served - last_event:.2f} s"),
+    ]
+
+
+def training_time(ls, loop, n: int) -> tuple[str, str]:
+    project, _, backend = annotated_project(ls, f"train-{n}", n, loop, {"auto_train": False})
+    pid = project["id"]
+    t0 = time.perf_counter()
+    ls.api("POST", f"/api/ml/{backend['id']}/train", json={})
+    wait(lambda: any(r["status"] in {"succeeded", "failed"} for r in loop.runs(pid)), 900, f"training on {n}")
+    elapsed = time.perf_counter() - t0
+    (run,) = loop.runs(pid)
+    (seconds,) = loop.rows(
+        "SELECT (julianday(finished_at) - julianday(started_at)) * 86400 FROM learning_trainingrun "
+        f"WHERE id = {run['id']}")[0]
+    return (f"training on {n:,} annotations", f"{seconds:.1f} s in the worker, {elapsed:.1f} s from Start Training "
+            f"({run['status']}, {run['num_annotations']} examples)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--sizes", default="1000,10000")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="alo-bench-webhooks-") as tmp:
+        tmp = Path(tmp)
+        ls = LabelStudioServer(tmp / "label-studio")
+        redis = RedisServer(tmp / "redis")
+        ls.start()
+        redis.start()
+        loop = None
+        try:
+            loop = start_loop(tmp, redis, ls)
+            results = burst(ls, loop, args.events)
+            for size in [int(s) for s in args.sizes.split(",") if s]:
+                results.append(training_time(ls, loop, size))
+        finally:
+            if loop is not None:
+                stop_loop(loop)
+            redis.stop()
+            ls.stop()
+    width = max(len(name) for name, _ in results)
+    print(f"\n{'measure'.ljust(width)}  value")
+    for name, value in results:
+        print(f"{name.ljust(width)}  {value}")
+
+
+if __name__ == "__main__":
+    main()
