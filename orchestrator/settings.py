@@ -194,5 +194,6 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "alembic": {"level": "WARNING"},
         "mlflow": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # one line per Label Studio page otherwise
     },
 }

@@ -59,12 +59,12 @@ def test_annotations_in_label_studio_train_a_version_tracked_in_mlflow_server(tm
                  what="the annotations to be trained on")
         runs = loop.runs(pid)
         run = runs[-1]
-        # One run after 3 s of quiet (two if Label Studio paused for 3 s mid-way); the last saw all 30.
-        assert len(runs) <= 2 and all(r["trigger"] == "quiet" for r in runs), runs
-        assert run["num_annotations"] == 30 and sum(r["num_events"] for r in runs) == 30, runs
+        # Normally one run, after 3 s of quiet; a pause of Label Studio mid-way can add one. The last saw all 30.
+        assert all(r["trigger"] == "quiet" for r in runs) and sum(r["num_events"] for r in runs) == 30, runs
+        trained = [r for r in runs if r["status"] == "succeeded"]
+        assert run["status"] == "succeeded" and run["promoted"] and run["num_annotations"] == 30, runs
         version = run["version"]
-        assert run["status"] == "succeeded" and run["promoted"] and version == f"p{pid}-v{len(runs)}"
-
+        assert version == f"p{pid}-v{len(trained)}"
         # MLflow (server mode): run with metrics and params, registered version, serving alias.
         client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
         name = f"label-studio-project-{pid}"

@@ -131,6 +131,10 @@ def request_check(project_id: int, *, delay: float = 0.0) -> bool:
     not raised: the events stay pending and beat's reconciliation picks them up.
     """
     at = timezone.now() + timedelta(seconds=max(0.0, delay))
+    # Most events of a burst find a check already scheduled: a read settles it without a write.
+    scheduled = Project.objects.filter(pk=project_id).values_list("training_check_at", flat=True).first()
+    if scheduled is not None and scheduled <= at:
+        return False
     sooner = Q(training_check_at__isnull=True) | Q(training_check_at__gt=at)
     if not Project.objects.filter(pk=project_id).filter(sooner).update(training_check_at=at):
         return False
