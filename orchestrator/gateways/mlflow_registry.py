@@ -38,11 +38,30 @@ def _mlflow():
         import mlflow
 
         uri = settings.MLFLOW_TRACKING_URI
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
+        if uri.startswith("sqlite:///"):
+            _create_sqlite_store(mlflow, Path(uri.removeprefix("sqlite:///")))
         return mlflow
+
+
+def _create_sqlite_store(mlflow: Any, path: Path) -> None:
+    """Create (migrate) a local SQLite store under a file lock.
+
+    Web workers and Celery workers start together; MLflow's schema migrations racing on
+    one new SQLite file leave it broken ("table _alembic_tmp_... already exists").
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = mlflow.MlflowClient()
+            client.search_experiments(max_results=1)  # tracking store: creates and migrates the tables
+            client.search_registered_models(max_results=1)  # registry store on the same file
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _experiment_id(client: Any, name: str) -> str:
