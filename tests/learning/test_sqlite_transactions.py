@@ -1,0 +1,68 @@
+"""Web, worker and management commands share one SQLite file on embedded defaults.
+
+A transaction that reads before it writes (count the versions, then insert the next one) must
+not fail with "database is locked" when another process commits in between.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RACE = """
+import json, threading, time
+import django
+django.setup()
+from django.db import connection, transaction
+
+with connection.cursor() as c:
+    c.execute("CREATE TABLE t (x INTEGER)")
+read_done, errors = threading.Event(), []
+
+def read_then_write():
+    try:
+        with transaction.atomic():
+            with connection.cursor() as c:
+                c.execute("SELECT COUNT(*) FROM t")
+                read_done.set()
+                time.sleep(0.5)
+                c.execute("INSERT INTO t VALUES (1)")
+    except Exception as exc:
+        errors.append(repr(exc))
+    finally:
+        read_done.set()
+        connection.close()
+
+def write():
+    read_done.wait()
+    try:
+        with connection.cursor() as c:
+            c.execute("INSERT INTO t VALUES (2)")
+    except Exception as exc:
+        errors.append(repr(exc))
+    finally:
+        connection.close()
+
+threads = [threading.Thread(target=read_then_write), threading.Thread(target=write)]
+for t in threads: t.start()
+for t in threads: t.join()
+with connection.cursor() as c:
+    c.execute("SELECT x FROM t ORDER BY rowid")
+    rows = [r[0] for r in c.fetchall()]
+print(json.dumps({"errors": errors, "rows": rows}))
+"""
+
+
+def test_a_read_then_write_transaction_waits_for_a_concurrent_writer(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABASE_URL"))}
+    env.update({"ALO_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "orchestrator.settings"})
+    done = subprocess.run([sys.executable, "-c", RACE], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == []
+    # The writer waited for the transaction that held the lock from its BEGIN.
+    assert result["rows"] == [1, 2]
