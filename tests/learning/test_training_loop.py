@@ -107,6 +107,20 @@ def test_a_burst_of_events_queues_one_check(sms_project, queued):
     assert len(queued) == 2  # already due now
 
 
+def test_a_webhook_ack_is_one_read_and_one_insert_once_a_check_is_scheduled(sms_project, queued, client,
+                                                                             django_assert_num_queries):
+    from tests.conftest import recorded
+
+    body = recorded("webhook-annotation_created")["body"]
+    body["project"]["id"] = sms_project.ls_project_id
+    client.post("/webhook", data=body, content_type="application/json")  # schedules the check
+    assert len(queued) == 1
+    with django_assert_num_queries(2):  # the project with its policy, then the event
+        response = client.post("/webhook", data=body, content_type="application/json")
+    assert response.status_code == 201
+    assert len(queued) == 1 and training_loop.pending_of(sms_project).events == 2
+
+
 def test_events_that_do_not_train_queue_nothing(sms_project, queued):
     training_loop.on_event(event(sms_project, "PROJECT_UPDATED", ()))
     training_loop.on_event(WebhookEvent.objects.create(ls_project_id=99, action="ANNOTATION_CREATED"))

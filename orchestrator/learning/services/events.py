@@ -56,15 +56,22 @@ def record_event(payload: Any) -> WebhookEvent:
     cancelled = bool(isinstance(annotation, Mapping) and annotation.get("was_cancelled"))
     annotation_ids = _ids(payload.get("annotation")) + _ids(payload.get("annotations"))
     task_ids = _ids(payload.get("task")) + _ids(payload.get("tasks"))
-    project = Project.objects.filter(ls_project_id=ls_project_id).only("pk").first() if ls_project_id else None
-    return WebhookEvent.objects.create(
-        project=project,
+    # One read gives the training loop all it needs to schedule (see training_loop.on_event):
+    # an ack is a read and an insert, which keeps it fast when annotators save in bursts.
+    snapshot = None
+    if ls_project_id:
+        snapshot = Project.objects.filter(ls_project_id=ls_project_id).values(
+            "pk", "training_check_at", "training_policy__auto_train", "training_policy__quiet_seconds").first()
+    event = WebhookEvent.objects.create(
+        project_id=snapshot["pk"] if snapshot else None,
         ls_project_id=ls_project_id,
         action=action[:64],
         annotation_ids=annotation_ids,
         task_ids=task_ids,
         cancelled=cancelled,
     )
+    event.project_snapshot = snapshot  # not a column: the project's scheduling state as of this event
+    return event
 
 
 def record_legacy_train(payload: Any) -> WebhookEvent:

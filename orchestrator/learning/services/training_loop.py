@@ -124,15 +124,20 @@ def pending_of(project: Project, through_id: int | None = None) -> Pending:
 
 
 # --- scheduling -------------------------------------------------------------------------------
-def request_check(project_id: int, *, delay: float = 0.0) -> bool:
+_UNKNOWN: Any = object()
+
+
+def request_check(project_id: int, *, delay: float = 0.0, scheduled: datetime | None = _UNKNOWN) -> bool:
     """Ask for a training check of a project (by pk) in `delay` seconds, unless one comes sooner.
 
+    `scheduled`: the project's `training_check_at` if the caller just read it.
     Returns whether a Celery message was sent. A failure to reach the broker is logged,
     not raised: the events stay pending and beat's reconciliation picks them up.
     """
     at = timezone.now() + timedelta(seconds=max(0.0, delay))
     # Most events of a burst find a check already scheduled: a read settles it without a write.
-    scheduled = Project.objects.filter(pk=project_id).values_list("training_check_at", flat=True).first()
+    if scheduled is _UNKNOWN:
+        scheduled = Project.objects.filter(pk=project_id).values_list("training_check_at", flat=True).first()
     if scheduled is not None and scheduled <= at:
         return False
     sooner = Q(training_check_at__isnull=True) | Q(training_check_at__gt=at)
@@ -153,15 +158,25 @@ def on_event(event: WebhookEvent) -> None:
     """Called by /webhook and /train after recording an event: schedule a check if it matters."""
     if event.project_id is None or event.action not in TRAINING_EVENTS:
         return
+    snapshot = getattr(event, "project_snapshot", None)  # what record_event read along the way
     if event.action in FORCE_ACTIONS:
         request_check(event.project_id)
         return
-    policy = TrainingPolicy.objects.filter(project_id=event.project_id).only(
-        "auto_train", "quiet_seconds").first() or TrainingPolicy()
-    if policy.auto_train:
+    if snapshot is not None and snapshot["pk"] == event.project_id:
+        defaults = TrainingPolicy()
+        auto_train = snapshot["training_policy__auto_train"]
+        quiet = snapshot["training_policy__quiet_seconds"]
+        auto_train = defaults.auto_train if auto_train is None else auto_train
+        quiet = defaults.quiet_seconds if quiet is None else quiet
+        scheduled = snapshot["training_check_at"]
+    else:
+        policy = TrainingPolicy.objects.filter(project_id=event.project_id).only(
+            "auto_train", "quiet_seconds").first() or TrainingPolicy()
+        auto_train, quiet, scheduled = policy.auto_train, policy.quiet_seconds, _UNKNOWN
+    if auto_train:
         # Soon enough to count towards retrain_every, late enough to coalesce a burst.
-        delay = min(POLL_SECONDS, policy.quiet_seconds) if policy.quiet_seconds > 0 else POLL_SECONDS
-        request_check(event.project_id, delay=delay)
+        delay = min(POLL_SECONDS, quiet) if quiet > 0 else POLL_SECONDS
+        request_check(event.project_id, delay=delay, scheduled=scheduled)
 
 
 # --- the lease --------------------------------------------------------------------------------
