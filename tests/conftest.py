@@ -27,6 +27,7 @@ import pytest  # noqa: E402
 TESTS_DIR = Path(__file__).resolve().parent
 FIXTURES_DIR = TESTS_DIR / "fixtures" / "label-studio"
 SMS_SAMPLE = TESTS_DIR / "data" / "sms_sample.tsv"
+SMS_POOL = TESTS_DIR / "data" / "sms_pool.tsv"  # 3,000 messages, for projects of a few thousand tasks
 
 SMS_CONFIG = (
     '<View><Text name="text" value="$text"/>'
@@ -39,8 +40,8 @@ def recorded(name: str) -> dict:
     return json.loads((FIXTURES_DIR / f"{name}.json").read_text())
 
 
-def sms_rows(limit: int | None = None) -> list[tuple[str, str]]:
-    with SMS_SAMPLE.open(encoding="utf-8") as f:
+def sms_rows(limit: int | None = None, *, path: Path = SMS_SAMPLE) -> list[tuple[str, str]]:
+    with path.open(encoding="utf-8") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)
         rows = [(label, text) for label, text in reader]

@@ -6,6 +6,7 @@ LABEL_STUDIO_API_KEY), never a host named by a request.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -58,9 +59,16 @@ def client():
     )
 
 
-def _request(method: str, path: str, **kwargs: Any):
-    """A raw HTTP call through the SDK's client (auth, token refresh, retries on idempotent errors)."""
+def _request(method: str, path: str, *, retries: int | None = None, **kwargs: Any):
+    """A raw HTTP call through the SDK's client (auth, token refresh).
+
+    The SDK retries every method on 5xx/408/409/429 and transport errors, POST included;
+    `retries=0` turns that off for calls that must not be repeated blindly (an import
+    that timed out may have been applied).
+    """
     wrapper = client()._client_wrapper
+    if retries is not None:
+        kwargs["request_options"] = {**kwargs.get("request_options", {}), "max_retries": retries}
     try:
         response = wrapper.httpx_client.request(path, method=method, **kwargs)
     except Exception as exc:  # httpx transport errors, timeouts
@@ -174,3 +182,95 @@ def _retryable(exc: BaseException) -> bool:
     if status is None:
         return isinstance(exc, LabelStudioError)  # a transport failure wrapped by _request
     return status >= 500 or status == 429
+
+
+# --- scoring: unlabeled tasks, predictions, the project's version and views -----------------------
+UNLABELED = {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}
+
+
+def _id_filter(operator: str, value: int) -> dict[str, Any]:
+    return {"filter": "filter:tasks:id", "operator": operator, "type": "Number", "value": int(value)}
+
+
+def unlabeled_tasks(ls_project_id: int, *, after_id: int, through_id: int | None = None, limit: int = 1000,
+                    include: str = "id,data") -> tuple[list[dict[str, Any]], int]:
+    """Up to `limit` tasks without annotations whose id is above `after_id`, by id; and how many match.
+
+    Keyset paging (always page 1 of "id > last seen") stays correct while tasks are being
+    labeled or created, where page numbers would skip or repeat tasks.
+    """
+    items = [UNLABELED, _id_filter("greater", after_id)]
+    if through_id is not None:
+        items.append(_id_filter("less_or_equal", through_id))
+    query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
+    body = _request("GET", "api/tasks/", params={
+        "project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
+        "query": json.dumps(query),
+    }).json()
+    return list(body.get("tasks") or []), int(body.get("total") or 0)
+
+
+def labeled_tasks(ls_project_id: int, *, limit: int, include: str = "id,data") -> list[dict[str, Any]]:
+    """Up to `limit` tasks with annotations, the most recent first (one request)."""
+    labeled = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
+    query = {"filters": {"conjunction": "and", "items": [labeled]}, "ordering": ["-tasks:id"]}
+    body = _request("GET", "api/tasks/", params={
+        "project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
+        "query": json.dumps(query),
+    }).json()
+    return list(body.get("tasks") or [])
+
+
+def prediction_versions(ls_project_id: int, *, after_id: int, through_id: int) -> dict[int, list[str]]:
+    """For each unlabeled task in (after_id, through_id]: the model_version of each of its predictions."""
+    out: dict[int, list[str]] = {}
+    cursor = after_id
+    while True:
+        tasks, _ = unlabeled_tasks(ls_project_id, after_id=cursor, through_id=through_id, limit=500,
+                                   include="id,predictions")
+        if not tasks:
+            return out
+        for task in tasks:
+            out[int(task["id"])] = [str(p.get("model_version") or "") for p in task.get("predictions") or []
+                                    if isinstance(p, dict)]
+        cursor = max(int(t["id"]) for t in tasks)
+
+
+def import_predictions(ls_project_id: int, predictions: list[dict[str, Any]]) -> int:
+    """Bulk import (one request, never retried by the SDK); returns how many Label Studio created."""
+    body = _request("POST", f"api/projects/{int(ls_project_id)}/import/predictions", json=predictions,
+                    retries=0).json()
+    return int(body.get("created") or 0)
+
+
+def model_versions(ls_project_id: int) -> dict[str, int]:
+    """Predictions per model_version in the project."""
+    body = _request("GET", f"api/projects/{int(ls_project_id)}/model-versions/").json()
+    return {str(k): int(v) for k, v in body.items()} if isinstance(body, dict) else {}
+
+
+def delete_model_version(ls_project_id: int, version: str) -> int:
+    """Delete every prediction of one model_version in the project; returns how many."""
+    body = _request("DELETE", f"api/projects/{int(ls_project_id)}/model-versions/",
+                    json={"model_version": version}).json()
+    return int(body.get("deleted_predictions") or 0) if isinstance(body, dict) else 0
+
+
+def get_project(ls_project_id: int) -> dict[str, Any]:
+    return _request("GET", f"api/projects/{int(ls_project_id)}/").json()
+
+
+def update_project(ls_project_id: int, **fields: Any) -> dict[str, Any]:
+    return _request("PATCH", f"api/projects/{int(ls_project_id)}/", json=fields).json()
+
+
+def list_views(ls_project_id: int) -> list[dict[str, Any]]:
+    body = _request("GET", "api/dm/views/", params={"project": int(ls_project_id)}).json()
+    return body if isinstance(body, list) else []
+
+
+def save_view(ls_project_id: int, data: dict[str, Any], view_id: int | None = None) -> dict[str, Any]:
+    payload = {"project": int(ls_project_id), "data": data}
+    if view_id is None:
+        return _request("POST", "api/dm/views/", json=payload).json()
+    return _request("PATCH", f"api/dm/views/{int(view_id)}/", json=payload).json()

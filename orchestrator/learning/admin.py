@@ -1,11 +1,26 @@
 """Django admin for projects, training policies and runs, model versions and received events."""
 from django.contrib import admin
 
-from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
+from orchestrator.learning.models import (
+    ModelVersion,
+    Project,
+    ScoringPolicy,
+    ScoringRun,
+    TrainingPolicy,
+    TrainingRun,
+    WebhookEvent,
+)
 
 
 class TrainingPolicyInline(admin.StackedInline):
     model = TrainingPolicy
+    can_delete = False
+    extra = 1
+    max_num = 1
+
+
+class ScoringPolicyInline(admin.StackedInline):
+    model = ScoringPolicy
     can_delete = False
     extra = 1
     max_num = 1
@@ -26,7 +41,19 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ("ls_project_id", "title")
     readonly_fields = ("ls_project_key", "label_config_digest", "backend", "ls_hostname", "serving",
                        "created_at", "updated_at", "last_setup_at")
-    inlines = [TrainingPolicyInline, ModelVersionInline]
+    inlines = [TrainingPolicyInline, ScoringPolicyInline, ModelVersionInline]
+    actions = ["score_and_push"]
+
+    @admin.action(description="Score unlabeled tasks and push them to Label Studio")
+    def score_and_push(self, request, queryset):
+        from orchestrator.learning.services import scoring
+
+        for project in queryset:
+            run = scoring.request_scoring(project, trigger="admin")
+            if run is None:
+                self.message_user(request, f"{project}: no trained version serves yet", level="warning")
+            else:
+                self.message_user(request, f"{project}: scoring run {run.pk} ({run.status}, {run.tag})")
 
 
 @admin.register(TrainingRun)
@@ -51,3 +78,12 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ("action", "ls_project_id", "cancelled", "received_at", "processed_at")
     list_filter = ("action", "cancelled")
     readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+
+
+@admin.register(ScoringRun)
+class ScoringRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "project", "tag", "mode", "strategy", "trigger", "status", "done", "total", "attempts",
+                    "started_at", "finished_at")
+    list_filter = ("status", "mode", "trigger")
+    search_fields = ("project__ls_project_id", "tag", "error")
+    readonly_fields = [f.name for f in ScoringRun._meta.fields]

@@ -51,6 +51,9 @@ class Project(models.Model):
     training_check_at = models.DateTimeField(null=True, blank=True, editable=False)
     training_lease_owner = models.CharField(max_length=64, blank=True, editable=False)
     training_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The same for scoring (services/scoring.py): one scoring job per project at a time.
+    scoring_lease_owner = models.CharField(max_length=64, blank=True, editable=False)
+    scoring_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["ls_project_id"]
@@ -161,6 +164,86 @@ class TrainingRun(models.Model):
     @property
     def seconds(self) -> float | None:
         return (self.finished_at - self.started_at).total_seconds() if self.finished_at else None
+
+
+class ScoringPolicy(models.Model):
+    """How a project's unlabeled tasks are scored and pushed to Label Studio."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="scoring_policy")
+    auto_push = models.BooleanField(
+        default=True, help_text="Score and push every unlabeled task when a new version starts serving, "
+                                "and score tasks Label Studio reports as created.",
+    )
+    view_title = models.CharField(
+        max_length=100, default="Active learning queue",
+        help_text="The Data Manager tab the service keeps ordered most informative first (blank: none).",
+    )
+    uncertainty_sampling = models.BooleanField(
+        default=True, help_text='Set the project\'s sampling to "Uncertainty sampling", so "Label All Tasks" '
+                                "also serves the most informative task next.",
+    )
+    chunk_size = models.PositiveIntegerField(
+        default=1000, help_text="Predictions per bulk import request (Label Studio's own batch is 1,000).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "scoring policies"
+
+    def __str__(self) -> str:
+        return f"scoring policy of {self.project}"
+
+
+class ScoringRun(models.Model):
+    """One scoring job: predictions of one version pushed to a project's unlabeled tasks.
+
+    `tag` is the `model_version` the predictions carry in Label Studio. A full run scores
+    every unlabeled task under a tag no task carries yet and, once all are pushed, makes
+    it the project's `model_version` and deletes the service's older tags. An incremental
+    run adds the current tag to tasks created since (ids above `high_water`).
+    Progress is kept chunk by chunk (`cursor`: every unlabeled task with an id up to it has
+    the tag), so a rerun resumes where a failure stopped it.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded"
+
+    class Mode(models.TextChoices):
+        FULL = "full"
+        INCREMENTAL = "incremental"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_runs")
+    model_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="scoring_runs")
+    tag = models.CharField(max_length=120, help_text="The model_version of the pushed predictions.")
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.FULL)
+    strategy = models.CharField(max_length=64)
+    trigger = models.CharField(max_length=32, help_text="promotion, manual, schedule, tasks_created or resume.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0, help_text="Unlabeled tasks to score (Label Studio's count at start).")
+    done = models.PositiveIntegerField(default=0, help_text="Tasks that carry the tag so far.")
+    cursor = models.BigIntegerField(default=0, help_text="Every unlabeled task with an id up to this has the tag.")
+    inflight_through = models.BigIntegerField(
+        default=0, help_text="A chunk up to this task id was sent; whether it landed is checked on resume.",
+    )
+    high_water = models.BigIntegerField(default=0, help_text="The highest task id this run saw.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Executions of this run (resumes included).")
+    owner = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent reading, scoring and pushing.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "status"], name="scoring_run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"scoring {self.tag} of {self.project} ({self.status})"
 
 
 class WebhookEvent(models.Model):

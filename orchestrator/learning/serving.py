@@ -186,6 +186,14 @@ class _Registry:
                     self._models.popitem(last=False)
             return model
 
+    def load(self, uri: str, backend: TextClassificationBackend) -> TextClassifier:
+        """The model at `uri`, from this process's cache or loaded now; raises if it cannot be loaded."""
+        model = self._models.get(uri)
+        if model is None:
+            model = backend.wrap(mlflow_registry.load_pipeline(uri))
+            self.put_model(uri, model)
+        return model
+
     def put_model(self, uri: str, model: TextClassifier) -> None:
         """Seed the cache with a model this process just trained (saves a load)."""
         with self._lock:

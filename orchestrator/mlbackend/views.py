@@ -19,7 +19,7 @@ from backends import LabelConfigError, TaskDataError
 from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
 from orchestrator.learning import selectors
 from orchestrator.learning.serving import registry
-from orchestrator.learning.services import events, predictions, projects, training_loop
+from orchestrator.learning.services import events, predictions, projects, scoring, training_loop
 from orchestrator.mlbackend.auth import check_basic_auth
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ def webhook(request: HttpRequest) -> HttpResponse:
     # only records ids; training reads the annotations back from Label Studio itself.
     event = events.record_event(json_body(request))
     training_loop.on_event(event)
+    if event.action == "TASKS_CREATED":  # new tasks get scored by the serving version
+        scoring.on_tasks_created(event.project_id)
     return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)
 
 

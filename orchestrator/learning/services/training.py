@@ -183,3 +183,10 @@ def promote_version(*, version: ModelVersion) -> None:
     if version.mlflow_model_name:
         mlflow_registry.set_serving_alias(name=version.mlflow_model_name, version=version.mlflow_model_version)
     registry.forget(project.ls_project_id)
+    # Push the new version's scores to Label Studio (queued; never fails the promotion).
+    from orchestrator.learning.services import scoring
+
+    try:
+        scoring.on_promoted(version)
+    except Exception:
+        logger.exception("scoring_not_requested project=%s version=%s", project.ls_project_id, version.version)

@@ -17,23 +17,20 @@ How a burst is coalesced:
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from backends import TrainingDataError, backend_for
 from orchestrator.gateways import label_studio
 from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
+from orchestrator.learning.services import leases
 from orchestrator.learning.services.events import TRAINING_EVENTS
 from orchestrator.learning.services.training import (
     examples_from_tasks,
@@ -179,57 +176,20 @@ def on_event(event: WebhookEvent) -> None:
         request_check(event.project_id, delay=delay, scheduled=scheduled)
 
 
-# --- the lease --------------------------------------------------------------------------------
-def new_owner() -> str:
-    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# --- the lease (services/leases.py) -----------------------------------------------------------
+new_owner = leases.new_owner
 
 
 def acquire_lease(project_id: int, owner: str, seconds: float | None = None) -> bool:
-    now = timezone.now()
-    seconds = settings.ALO_TRAINING_LEASE_SECONDS if seconds is None else seconds
-    free = Q(training_lease_until__isnull=True) | Q(training_lease_until__lt=now)
-    return bool(Project.objects.filter(pk=project_id).filter(free).update(
-        training_lease_owner=owner, training_lease_until=now + timedelta(seconds=seconds)))
+    return leases.acquire(project_id, owner, kind="training", seconds=seconds)
 
 
 def renew_lease(project_id: int, owner: str, seconds: float | None = None) -> bool:
-    seconds = settings.ALO_TRAINING_LEASE_SECONDS if seconds is None else seconds
-    return bool(Project.objects.filter(pk=project_id, training_lease_owner=owner).update(
-        training_lease_until=timezone.now() + timedelta(seconds=seconds)))
+    return leases.renew(project_id, owner, kind="training", seconds=seconds)
 
 
 def release_lease(project_id: int, owner: str) -> None:
-    Project.objects.filter(pk=project_id, training_lease_owner=owner).update(
-        training_lease_owner="", training_lease_until=None)
-
-
-class _Heartbeat:
-    """Renews the lease every third of its length while a training runs (its own DB connection)."""
-
-    def __init__(self, project_id: int, owner: str):
-        self.project_id, self.owner = project_id, owner
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{project_id}", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        interval = max(0.5, settings.ALO_TRAINING_LEASE_SECONDS / 3)
-        try:
-            while not self._stop.wait(interval):
-                try:
-                    if not renew_lease(self.project_id, self.owner):
-                        logger.warning("lease_lost project_pk=%s owner=%s", self.project_id, self.owner)
-                except Exception:
-                    logger.exception("lease_renew_failed project_pk=%s", self.project_id)
-        finally:
-            connection.close()
+    leases.release(project_id, owner, kind="training")
 
 
 # --- checking and training ----------------------------------------------------------------------
@@ -266,14 +226,14 @@ def train_now(project: Project, *, trigger: str, owner: str | None = None,
     if not acquire_lease(project.pk, owner):
         if not reschedule_if_busy:
             return CheckResult("busy")
-        until = Project.objects.filter(pk=project.pk).values_list("training_lease_until", flat=True).first()
+        until = leases.held_until(project.pk, kind="training")
         # The holder looks again when it ends; if it died, the lease lapses and this check runs then.
         delay = (until - timezone.now()).total_seconds() + 0.5 if until else POLL_SECONDS
         request_check(project.pk, delay=max(POLL_SECONDS, delay))
         return CheckResult("busy")
     try:
         _abandon_dead_runs(project)
-        with _Heartbeat(project.pk, owner):
+        with leases.Heartbeat(project.pk, owner, kind="training"):
             result = _run(project, trigger=trigger, owner=owner, read_tasks=read_tasks)
     finally:
         release_lease(project.pk, owner)

@@ -1,0 +1,538 @@
+"""The push loop: score every unlabeled task with the serving version, push to Label Studio.
+
+Label Studio's Data Manager sorts by "Prediction score" only over predictions whose
+`model_version` equals the project's `model_version` (see the README). So a full run:
+1. pages through the tasks without annotations, by id (keyset: "id > last seen", page 1),
+   predicts a chunk, turns the strategy's priority into a score (`1 - priority`: ascending
+   = most informative first) and bulk-imports the chunk under a new tag;
+2. when every unlabeled task carries the tag, makes it the project's `model_version`,
+   keeps the "Active learning queue" view ordered by score, and deletes the service's
+   older tags (never a version the service did not create).
+Until the switch the previous tag keeps ordering the queue.
+
+Exactly one prediction of the tag per unlabeled task, through failures: before a chunk is
+sent its last task id is recorded (`inflight_through`); after Label Studio confirms it,
+the cursor moves. A chunk whose outcome is unknown (timeout, 5xx, worker killed) is
+checked against Label Studio before anything is sent again, and only the tasks still
+missing the tag are pushed. A rerun (or the redelivered Celery message) resumes there.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+import strategies
+from backends import TextClassifier, backend_for
+from orchestrator.gateways import label_studio
+from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringRun
+from orchestrator.learning.serving import Serving, registry
+from orchestrator.learning.services import leases
+from orchestrator.learning.services.predictions import label_studio_score, model_priorities
+
+logger = logging.getLogger(__name__)
+
+# Tasks created in a burst are scored together, this long after the first event.
+TASKS_CREATED_DELAY = 5.0
+# Dimensions of the random projection of TF-IDF features that diversity strategies compare.
+PROJECTED_DIMENSIONS = 64
+# Labeled tasks read (most recent first) as the "already labeled" side of ranked batch.
+LABELED_SAMPLE = 2000
+ACTIVE = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
+
+
+class Superseded(Exception):
+    """A newer run took over this run's project."""
+
+
+def policy_of(project: Project) -> ScoringPolicy:
+    policy = ScoringPolicy.objects.filter(project=project).first()
+    return policy or ScoringPolicy.objects.get_or_create(project=project)[0]
+
+
+def servable(project: Project) -> ModelVersion | None:
+    """The version a push would score with: the serving one, if it fits the current label config."""
+    version = project.serving
+    if version is None or not version.model_uri or version.label_config_digest != project.label_config_digest:
+        return None
+    return version
+
+
+# --- asking for runs ------------------------------------------------------------------------------
+def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mode.FULL,
+                    countdown: float = 0.0, enqueue: bool = True) -> ScoringRun | None:
+    """Queue a scoring run of the serving version, or return the one that already covers the request.
+
+    Full: supersedes runs of other versions; resumes the last failed run of this version
+    and strategy. Incremental: tasks created since the last push, under the same tag.
+    """
+    project = Project.objects.select_related("serving").get(pk=project.pk)
+    version = servable(project)
+    if version is None:
+        logger.info("scoring_skipped project=%s reason=no_trained_version", project.ls_project_id)
+        return None
+    runs = ScoringRun.objects.filter(project=project)
+    # A newer version makes every run of an older one pointless.
+    runs.filter(status__in=ACTIVE).exclude(model_version=version).update(
+        status=ScoringRun.Status.SUPERSEDED, finished_at=timezone.now(), error="a newer version took over")
+    active = runs.filter(status__in=ACTIVE, model_version=version).order_by("-created_at").first()
+    if mode == ScoringRun.Mode.INCREMENTAL:
+        if active is not None:
+            return active  # a queued or running run reaches new task ids too
+        pushed = last_pushed(project)
+        if pushed is None or pushed.model_version_id != version.pk:
+            mode = ScoringRun.Mode.FULL
+        else:
+            run = ScoringRun.objects.create(
+                project=project, model_version=version, tag=pushed.tag, mode=mode, strategy=project.strategy,
+                trigger=trigger, cursor=pushed.high_water, high_water=pushed.high_water)
+            return _enqueue(run, countdown) if enqueue else run
+    if active is not None and active.mode == ScoringRun.Mode.FULL and active.strategy == project.strategy:
+        return active
+    if active is not None:  # an incremental run, or another strategy: the full run replaces it
+        _supersede(active, "a full run replaced it")
+    failed = runs.filter(status=ScoringRun.Status.FAILED, mode=ScoringRun.Mode.FULL, model_version=version,
+                         strategy=project.strategy).order_by("-created_at").first()
+    if failed is not None and (last_pushed(project) is None or failed.created_at > last_pushed(project).created_at):
+        failed.status, failed.trigger = ScoringRun.Status.QUEUED, trigger
+        failed.save(update_fields=["status", "trigger"])
+        logger.info("scoring_resume project=%s run=%s tag=%s cursor=%s", project.ls_project_id, failed.pk,
+                    failed.tag, failed.cursor)
+        return _enqueue(failed, countdown) if enqueue else failed
+    run = ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(version), mode=mode,
+                                    strategy=project.strategy, trigger=trigger)
+    return _enqueue(run, countdown) if enqueue else run
+
+
+def scheduled_mode(project: Project) -> str:
+    """A scheduled run re-scores everything when that can change a score: another version or
+    strategy than the last push, or a batch-aware strategy (the pool and the labeled set moved).
+    Otherwise the scores would come out the same, and it only catches up on new tasks.
+    """
+    pushed = last_pushed(project)
+    if (pushed is None or pushed.model_version_id != project.serving_id or pushed.strategy != project.strategy
+            or strategies.get(project.strategy).batch_aware):
+        return ScoringRun.Mode.FULL
+    return ScoringRun.Mode.INCREMENTAL
+
+
+def last_pushed(project: Project) -> ScoringRun | None:
+    """The last full run that completed: its tag is the project's model_version in Label Studio."""
+    return (ScoringRun.objects.filter(project=project, mode=ScoringRun.Mode.FULL, status=ScoringRun.Status.SUCCEEDED)
+            .order_by("-finished_at", "-pk").first())
+
+
+def _new_tag(version: ModelVersion) -> str:
+    """The version string itself for its first push; `<version>.<n>` for re-scorings of it."""
+    earlier = ScoringRun.objects.filter(model_version=version, mode=ScoringRun.Mode.FULL).count()
+    return version.version if earlier == 0 else f"{version.version}.{earlier + 1}"
+
+
+def _enqueue(run: ScoringRun, countdown: float = 0.0) -> ScoringRun:
+    from orchestrator.learning import tasks
+
+    try:
+        tasks.score_project.apply_async((run.pk,), countdown=max(0.0, countdown))
+    except Exception:
+        logger.exception("scoring_not_queued run=%s (reconciliation will retry)", run.pk)
+    return run
+
+
+def _supersede(run: ScoringRun, why: str) -> None:
+    ScoringRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
+        status=ScoringRun.Status.SUPERSEDED, finished_at=timezone.now(), error=why)
+
+
+def on_promoted(version: ModelVersion) -> ScoringRun | None:
+    """After a version starts serving: push it, unless the project turned automatic pushes off."""
+    if not label_studio.is_configured():
+        return None
+    if not policy_of(version.project).auto_push:
+        return None
+    return request_scoring(version.project, trigger="promotion")
+
+
+def on_tasks_created(project_id: int | None) -> ScoringRun | None:
+    """TASKS_CREATED: score the new tasks a few seconds later (a burst of imports is one run)."""
+    if project_id is None or not label_studio.is_configured():
+        return None
+    project = Project.objects.select_related("serving").filter(pk=project_id).first()
+    if project is None or servable(project) is None or not policy_of(project).auto_push:
+        return None
+    return request_scoring(project, trigger="tasks_created", mode=ScoringRun.Mode.INCREMENTAL,
+                           countdown=TASKS_CREATED_DELAY)
+
+
+# --- running --------------------------------------------------------------------------------------
+@dataclass
+class _Context:
+    run: ScoringRun
+    project: Project
+    policy: ScoringPolicy
+    serving: Serving
+    model: TextClassifier
+    timings: dict[str, float] = field(default_factory=dict)
+    dropped: int = 0
+
+    def timed(self, phase: str, call: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
+
+
+def run_scoring(run_pk: int, *, owner: str | None = None) -> str:
+    """The Celery task's body: run (or resume) one scoring run under the project's scoring lease."""
+    run = ScoringRun.objects.select_related("project", "project__serving", "model_version").filter(pk=run_pk).first()
+    if run is None or run.status not in ACTIVE:
+        return "gone" if run is None else run.status
+    owner = owner or leases.new_owner()
+    if not leases.acquire(run.project_id, owner, kind="scoring"):
+        until = leases.held_until(run.project_id, kind="scoring")
+        delay = (until - timezone.now()).total_seconds() + 0.5 if until else 2.0
+        _enqueue(run, countdown=max(2.0, delay))
+        return "busy"
+    try:
+        with leases.Heartbeat(run.project_id, owner, kind="scoring"):
+            return _execute(run, owner)
+    finally:
+        leases.release(run.project_id, owner, kind="scoring")
+
+
+def _execute(run: ScoringRun, owner: str) -> str:
+    project = run.project
+    serving = servable(project)
+    if run.model_version is None or serving is None or run.model_version_id != serving.pk:
+        _supersede(run, "the version it scored no longer serves")
+        return ScoringRun.Status.SUPERSEDED
+    run.status, run.owner, run.attempts = ScoringRun.Status.RUNNING, owner, run.attempts + 1
+    run.started_at = run.started_at or timezone.now()
+    run.error = ""
+    run.save(update_fields=["status", "owner", "attempts", "started_at", "error"])
+    logger.info("scoring_started project=%s run=%s tag=%s mode=%s cursor=%s attempt=%s", project.ls_project_id,
+                run.pk, run.tag, run.mode, run.cursor, run.attempts)
+    try:
+        ctx = _context(run)
+        if run.inflight_through > run.cursor:
+            _settle_inflight(ctx)
+        if strategies.get(project.strategy).batch_aware:
+            _score_pool(ctx)
+        else:
+            _score_stream(ctx)
+        if run.mode == ScoringRun.Mode.FULL:
+            _switch(ctx)
+    except Superseded:
+        logger.info("scoring_superseded project=%s run=%s tag=%s", project.ls_project_id, run.pk, run.tag)
+        _drop_unswitched_tag(run)
+        return ScoringRun.Status.SUPERSEDED
+    except Exception as exc:  # recorded; the cursor stays where Label Studio confirmed it
+        if not isinstance(exc, label_studio.LabelStudioError):
+            logger.exception("scoring_crashed project=%s run=%s", project.ls_project_id, run.pk)
+        _save(run, status=ScoringRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:5000],
+              finished_at=timezone.now())
+        logger.warning("scoring_failed project=%s run=%s tag=%s done=%s error=%s", project.ls_project_id, run.pk,
+                       run.tag, run.done, exc)
+        return ScoringRun.Status.FAILED
+    note = f"Label Studio dropped {ctx.dropped} prediction(s) as invalid" if ctx.dropped else ""
+    _save(run, status=ScoringRun.Status.SUCCEEDED, finished_at=timezone.now(), error=note,
+          timings={k: round(v, 3) for k, v in ctx.timings.items()})
+    logger.info("scoring_succeeded project=%s run=%s tag=%s done=%s timings=%s", project.ls_project_id, run.pk,
+                run.tag, run.done, run.timings)
+    return ScoringRun.Status.SUCCEEDED
+
+
+def _context(run: ScoringRun) -> _Context:
+    project, version = run.project, run.model_version
+    backend = backend_for(project.label_config)
+    model = registry.load(version.model_uri, backend)
+    serving = Serving(project_pk=project.pk, ls_project_id=project.ls_project_id, version=run.tag, backend=backend,
+                      model=model, strategy=project.strategy, strategy_params=dict(project.strategy_params or {}),
+                      fetched_at=time.monotonic())
+    return _Context(run=run, project=project, policy=policy_of(project), serving=serving, model=model,
+                    timings=dict(run.timings or {}))
+
+
+def _save(run: ScoringRun, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(run, name, value)
+    ScoringRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def _check_current(run: ScoringRun) -> None:
+    status = ScoringRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+    if status != ScoringRun.Status.RUNNING:
+        raise Superseded()
+
+
+def _ls(call: Callable[[], Any], what: str) -> Any:
+    return label_studio.with_retries(call, what=what)
+
+
+def _read_chunk(ctx: _Context, after_id: int, through_id: int | None = None) -> list[dict[str, Any]]:
+    run = ctx.run
+    tasks, total = ctx.timed("read", lambda: _ls(
+        lambda: label_studio.unlabeled_tasks(ctx.project.ls_project_id, after_id=after_id, through_id=through_id,
+                                             limit=ctx.policy.chunk_size),
+        f"listing unlabeled tasks of project {ctx.project.ls_project_id}"))
+    if through_id is None:
+        expected = run.done + total
+        if expected != run.total:
+            _save(run, total=expected)
+    return tasks
+
+
+def _score_stream(ctx: _Context) -> None:
+    """Per-task strategies: read, score and push one chunk at a time (memory flat in project size)."""
+    run = ctx.run
+    while True:
+        _check_current(run)
+        tasks = _read_chunk(ctx, run.cursor)
+        if not tasks:
+            return
+        ids = [int(t["id"]) for t in tasks]
+        probabilities = ctx.timed("score", lambda: ctx.model.predict_proba(ctx.serving.backend.texts(tasks, _fetch())))
+        priorities = ctx.timed("score", lambda: model_priorities(ctx.serving, probabilities, ids))
+        _push_chunk(ctx, ids, probabilities, priorities)
+
+
+def _score_pool(ctx: _Context) -> None:
+    """Batch-aware strategies rank the whole pool, so each score reflects the task's rank in it."""
+    run = ctx.run
+    ids: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    projector = _Projector()
+    cursor = run.cursor
+    while True:
+        _check_current(run)
+        tasks = _read_chunk(ctx, cursor)
+        if not tasks:
+            break
+        texts = ctx.serving.backend.texts(tasks, _fetch())
+        ids.append(np.array([int(t["id"]) for t in tasks], dtype=np.int64))
+        probabilities.append(ctx.timed("score", lambda: ctx.model.predict_proba(texts)).astype(np.float32))
+        features.append(ctx.timed("score", lambda: projector(ctx.model.features(texts))))
+        cursor = int(ids[-1][-1])
+    if not ids:
+        return
+    pool_ids = np.concatenate(ids)
+    pool_probabilities = np.concatenate(probabilities).astype(np.float64)
+    labeled = ctx.timed("read", lambda: _labeled_texts(ctx))
+    labeled_features = projector(ctx.model.features(labeled)) if labeled else None
+    params = dict(ctx.serving.strategy_params)
+    params.setdefault("multilabel", ctx.serving.backend.multiple)
+    priorities = ctx.timed("score", lambda: strategies.priorities(
+        ctx.project.strategy, probabilities=pool_probabilities, features=np.concatenate(features),
+        labeled_features=labeled_features, **params))
+    chunk = ctx.policy.chunk_size
+    for start in range(0, len(pool_ids), chunk):
+        _check_current(run)
+        window = slice(start, start + chunk)
+        _push_chunk(ctx, pool_ids[window].tolist(), pool_probabilities[window], priorities[window])
+
+
+class _Projector:
+    """A fixed sparse random projection of TF-IDF rows to a few dense dimensions.
+
+    Cosine distances survive it approximately (Johnson-Lindenstrauss), which is all the
+    diversity term needs, at 64 floats per task instead of a vocabulary-wide row.
+    """
+
+    def __init__(self) -> None:
+        self._projection = None
+
+    def __call__(self, matrix) -> np.ndarray:
+        if self._projection is None:
+            import scipy.sparse as sp
+            from sklearn.random_projection import SparseRandomProjection
+
+            self._projection = SparseRandomProjection(n_components=PROJECTED_DIMENSIONS, dense_output=True,
+                                                      random_state=0).fit(sp.csr_matrix((1, matrix.shape[1])))
+        return np.asarray(self._projection.transform(matrix), dtype=np.float32)
+
+
+def _labeled_texts(ctx: _Context) -> list[str]:
+    ls_id = ctx.project.ls_project_id
+    tasks = _ls(lambda: label_studio.labeled_tasks(ls_id, limit=LABELED_SAMPLE),
+                f"reading labeled tasks of project {ls_id}")
+    return ctx.serving.backend.texts(tasks, _fetch())
+
+
+def _fetch():
+    return label_studio.fetch_text if label_studio.is_configured() else None
+
+
+def _predictions(ctx: _Context, ids: Sequence[int], probabilities: np.ndarray,
+                 priorities: np.ndarray) -> list[dict[str, Any]]:
+    results = ctx.serving.backend.results(np.asarray(probabilities, dtype=np.float64))
+    scores = label_studio_score(np.asarray(priorities, dtype=np.float64))
+    return [{"task": int(task), "result": result, "score": round(float(score), 6), "model_version": ctx.run.tag}
+            for task, result, score in zip(ids, results, scores)]
+
+
+def _push_chunk(ctx: _Context, ids: Sequence[int], probabilities: np.ndarray, priorities: np.ndarray) -> None:
+    """Push one chunk of tasks, then move the cursor past it."""
+    run = ctx.run
+    if not ids:
+        return
+    through = max(int(i) for i in ids)
+    _import(ctx, _predictions(ctx, ids, probabilities, priorities), through)
+    _save(run, cursor=through, inflight_through=through, done=run.done + len(ids),
+          high_water=max(run.high_water, through), timings={k: round(v, 3) for k, v in ctx.timings.items()})
+
+
+def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> None:
+    """Import predictions for tasks in (cursor, through] so each ends with exactly one of the tag.
+
+    The range is recorded first: if the worker dies now, the rerun checks it. On an error
+    whose outcome is unknown (timeout, 5xx) or a 400 (a task was deleted meanwhile), Label
+    Studio is asked what landed and only the tasks still missing the tag are sent again.
+    """
+    run = ctx.run
+    _save(run, inflight_through=through)
+    attempts, backoff = settings.LABEL_STUDIO_RETRIES, settings.LABEL_STUDIO_RETRY_BACKOFF
+    for attempt in range(1, attempts + 1):
+        if not predictions:
+            return
+        try:
+            created = ctx.timed("push", lambda: label_studio.import_predictions(ctx.project.ls_project_id,
+                                                                                 predictions))
+            ctx.dropped += max(0, len(predictions) - created)
+            return
+        except label_studio.LabelStudioError as exc:
+            status = exc.status_code
+            if attempt == attempts or not (status is None or status >= 500 or status in (400, 408, 429)):
+                raise label_studio.LabelStudioError(
+                    f"pushing predictions for tasks up to id {through} failed after {attempt} attempt(s): {exc}",
+                    status_code=status) from exc
+            delay = backoff * 2 ** (attempt - 1)
+            logger.warning("scoring_push_retry run=%s attempt=%s delay=%.1fs error=%s", run.pk, attempt, delay, exc)
+            time.sleep(delay)
+            missing = set(_missing_tag(ctx, run.cursor, through))
+            predictions = [p for p in predictions if p["task"] in missing]
+
+
+def _missing_tag(ctx: _Context, after_id: int, through_id: int) -> list[int]:
+    """Unlabeled tasks in (after_id, through_id] that do not carry the run's tag in Label Studio."""
+    return [task for task, tags in _tags_in(ctx, after_id, through_id).items() if ctx.run.tag not in tags]
+
+
+def _tags_in(ctx: _Context, after_id: int, through_id: int) -> dict[int, list[str]]:
+    return ctx.timed("verify", lambda: _ls(
+        lambda: label_studio.prediction_versions(ctx.project.ls_project_id, after_id=after_id, through_id=through_id),
+        f"checking predictions of project {ctx.project.ls_project_id}"))
+
+
+def _settle_inflight(ctx: _Context) -> None:
+    """Resume: finish the chunk whose import was sent but never confirmed."""
+    run = ctx.run
+    through = run.inflight_through
+    tags = _tags_in(ctx, run.cursor, through)
+    missing = {task for task, present in tags.items() if run.tag not in present}
+    logger.info("scoring_inflight run=%s range=(%s, %s] unlabeled=%s missing=%s", run.pk, run.cursor, through,
+                len(tags), len(missing))
+    if missing:
+        tasks = [t for t in _read_chunk(ctx, run.cursor, through) if int(t["id"]) in missing]
+        ids = [int(t["id"]) for t in tasks]
+        probabilities = ctx.model.predict_proba(ctx.serving.backend.texts(tasks, _fetch()))
+        _import(ctx, _predictions(ctx, ids, probabilities, model_priorities(ctx.serving, probabilities, ids)), through)
+    _save(run, cursor=through, done=run.done + len(tags), high_water=max(run.high_water, through))
+
+
+def _switch(ctx: _Context) -> None:
+    """Every unlabeled task has the tag: make Label Studio sort by it, then drop older tags."""
+    run, project, policy = ctx.run, ctx.project, ctx.policy
+    ls_id = project.ls_project_id
+    _check_current(run)
+    present = _ls(lambda: label_studio.model_versions(ls_id), f"listing project {ls_id}'s model versions")
+    if not present.get(run.tag):
+        # No unlabeled task to carry it: Label Studio refuses a model_version no prediction has.
+        logger.info("scoring_nothing_to_switch project=%s tag=%s", ls_id, run.tag)
+        return
+    fields: dict[str, Any] = {"model_version": run.tag}
+    if policy.uncertainty_sampling:
+        fields["sampling"] = "Uncertainty sampling"
+    ctx.timed("switch", lambda: _ls(lambda: label_studio.update_project(ls_id, **fields),
+                                    f"setting project {ls_id}'s model_version"))
+    if policy.view_title:
+        ctx.timed("switch", lambda: _ls(lambda: ensure_queue_view(ls_id, policy.view_title),
+                                        f"saving project {ls_id}'s queue view"))
+    ours = own_tags(project)
+    for tag in sorted(present):
+        if tag != run.tag and tag in ours:
+            deleted = ctx.timed("cleanup", lambda: _ls(lambda: label_studio.delete_model_version(ls_id, tag),
+                                                       f"deleting project {ls_id}'s predictions of {tag}"))
+            logger.info("scoring_old_tag_deleted project=%s tag=%s predictions=%s", ls_id, tag, deleted)
+
+
+def own_tags(project: Project) -> set[str]:
+    """Every model_version the service ever gave this project's predictions."""
+    tags = set(ScoringRun.objects.filter(project=project).values_list("tag", flat=True))
+    tags |= set(ModelVersion.objects.filter(project=project).values_list("version", flat=True))
+    return tags
+
+
+def queue_view_data(title: str) -> dict[str, Any]:
+    """Unlabeled tasks, ascending score: the most informative first."""
+    return {
+        "title": title,
+        "ordering": ["tasks:predictions_score"],
+        "filters": {"conjunction": "and", "items": [dict(label_studio.UNLABELED)]},
+    }
+
+
+def ensure_queue_view(ls_project_id: int, title: str) -> dict[str, Any]:
+    wanted = queue_view_data(title)
+    for view in label_studio.list_views(ls_project_id):
+        data = view.get("data") or {}
+        if data.get("title") != title:
+            continue
+        if data.get("ordering") == wanted["ordering"] and _same_filters(data.get("filters"), wanted["filters"]):
+            return view
+        return label_studio.save_view(ls_project_id, {**data, **wanted}, view_id=view["id"])
+    return label_studio.save_view(ls_project_id, wanted)
+
+
+def _same_filters(have: Any, want: dict[str, Any]) -> bool:
+    if not isinstance(have, dict) or have.get("conjunction") != want["conjunction"]:
+        return False
+    keys = ("filter", "operator", "type", "value")
+    return [tuple(i.get(k) for k in keys) for i in have.get("items") or []] == \
+        [tuple(i.get(k) for k in keys) for i in want["items"]]
+
+
+def _drop_unswitched_tag(run: ScoringRun) -> None:
+    """A superseded full run's partial predictions never ordered anything: remove them."""
+    if run.mode != ScoringRun.Mode.FULL:
+        return
+    try:
+        current = label_studio.get_project(run.project.ls_project_id).get("model_version")
+        if current != run.tag:
+            label_studio.delete_model_version(run.project.ls_project_id, run.tag)
+    except label_studio.LabelStudioError as exc:  # the next full run's clean-up deletes them
+        logger.warning("scoring_cleanup_failed run=%s tag=%s error=%s", run.pk, run.tag, exc)
+
+
+# --- reconciliation --------------------------------------------------------------------------------
+def reconcile() -> dict[str, int]:
+    """Beat's pass: re-send runs whose message was lost or whose worker died."""
+    now = timezone.now()
+    resent = 0
+    stale = now - timedelta(minutes=2)
+    for run in ScoringRun.objects.filter(status__in=ACTIVE).select_related("project"):
+        lease_until = run.project.scoring_lease_until
+        if lease_until is not None and lease_until > now:
+            continue
+        if run.status == ScoringRun.Status.QUEUED and run.created_at > stale:
+            continue
+        _enqueue(run)
+        resent += 1
+    return {"scoring_resent": resent}
