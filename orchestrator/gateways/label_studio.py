@@ -193,7 +193,7 @@ def _id_filter(operator: str, value: int) -> dict[str, Any]:
 
 
 def unlabeled_tasks(ls_project_id: int, *, after_id: int, through_id: int | None = None, limit: int = 1000,
-                    include: str = "id,data") -> tuple[list[dict[str, Any]], int]:
+                    include: str = "id,data", fields: str | None = None) -> tuple[list[dict[str, Any]], int]:
     """Up to `limit` tasks without annotations whose id is above `after_id`, by id; and how many match.
 
     Keyset paging (always page 1 of "id > last seen") stays correct while tasks are being
@@ -203,10 +203,11 @@ def unlabeled_tasks(ls_project_id: int, *, after_id: int, through_id: int | None
     if through_id is not None:
         items.append(_id_filter("less_or_equal", through_id))
     query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
-    body = _request("GET", "api/tasks/", params={
-        "project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
-        "query": json.dumps(query),
-    }).json()
+    params = {"project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
+              "query": json.dumps(query)}
+    if fields:
+        params["fields"] = fields
+    body = _request("GET", "api/tasks/", params=params).json()
     return list(body.get("tasks") or []), int(body.get("total") or 0)
 
 
@@ -226,8 +227,9 @@ def prediction_versions(ls_project_id: int, *, after_id: int, through_id: int) -
     out: dict[int, list[str]] = {}
     cursor = after_id
     while True:
+        # Predictions come only with fields=all; include trims the rest away.
         tasks, _ = unlabeled_tasks(ls_project_id, after_id=cursor, through_id=through_id, limit=500,
-                                   include="id,predictions")
+                                   include="id,predictions", fields="all")
         if not tasks:
             return out
         for task in tasks:

@@ -173,8 +173,8 @@ def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_p
         return faults.get(n, "pass")
 
     proxy = FaultProxy(ls.url, match=lambda method, path: "/import/predictions" in path, rule=rule,
-                       slow_seconds=4).start()
-    loop = start_loop(tmp_path, redis_server, ls, {"LABEL_STUDIO_URL": proxy.url, "LABEL_STUDIO_TIMEOUT": "2",
+                       slow_seconds=12).start()
+    loop = start_loop(tmp_path, redis_server, ls, {"LABEL_STUDIO_URL": proxy.url, "LABEL_STUDIO_TIMEOUT": "10",
                                                    "LABEL_STUDIO_RETRY_BACKOFF": "0.2", "LABEL_STUDIO_RETRIES": "3"})
     try:
         rows = sms_texts(3000)
