@@ -243,8 +243,8 @@ def test_new_tasks_and_the_schedule_push_predictions(tmp_path, redis_server, lab
         schedule = json.loads(loop.service.shell(
             "import json; from django_celery_beat.models import PeriodicTask; "
             f"t = PeriodicTask.objects.get(name='re-score project {pid}'); "
-            "print(json.dumps({'task': t.task, 'args': t.args, 'runs': t.total_run_count}))"))
-        assert schedule["task"] == "orchestrator.learning.tasks.rescore_project" and schedule["runs"] >= 1
+            "print(json.dumps({'task': t.task, 'args': t.args, 'every': t.interval.every}))"))
+        assert schedule == {"task": "orchestrator.learning.tasks.rescore_project", "args": f"[{pid}]", "every": 3}
         assert ls.api("GET", f"/api/projects/{pid}")["model_version"] == tag
     finally:
         stop_loop(loop)

@@ -90,9 +90,16 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
         if pushed is None or pushed.model_version_id != version.pk:
             mode = ScoringRun.Mode.FULL
         else:
+            same_tag = runs.filter(tag=pushed.tag)
+            failed = same_tag.filter(status=ScoringRun.Status.FAILED, mode=mode).order_by("-created_at").first()
+            newest = same_tag.filter(status=ScoringRun.Status.SUCCEEDED).order_by("-created_at").first()
+            if failed is not None and failed.created_at > newest.created_at:
+                return _resume(failed, trigger, countdown, enqueue)
+            # Every unlabeled task up to the highest id a completed run of the tag reached has it.
+            high = max(same_tag.filter(status=ScoringRun.Status.SUCCEEDED).values_list("high_water", flat=True))
             run = ScoringRun.objects.create(
                 project=project, model_version=version, tag=pushed.tag, mode=mode, strategy=project.strategy,
-                trigger=trigger, cursor=pushed.high_water, high_water=pushed.high_water)
+                trigger=trigger, cursor=high, inflight_through=high, high_water=high)
             return _enqueue(run, countdown) if enqueue else run
     if active is not None and active.mode == ScoringRun.Mode.FULL and active.strategy == project.strategy:
         return active
@@ -101,11 +108,7 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
     failed = runs.filter(status=ScoringRun.Status.FAILED, mode=ScoringRun.Mode.FULL, model_version=version,
                          strategy=project.strategy).order_by("-created_at").first()
     if failed is not None and (last_pushed(project) is None or failed.created_at > last_pushed(project).created_at):
-        failed.status, failed.trigger = ScoringRun.Status.QUEUED, trigger
-        failed.save(update_fields=["status", "trigger"])
-        logger.info("scoring_resume project=%s run=%s tag=%s cursor=%s", project.ls_project_id, failed.pk,
-                    failed.tag, failed.cursor)
-        return _enqueue(failed, countdown) if enqueue else failed
+        return _resume(failed, trigger, countdown, enqueue)
     run = ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(version), mode=mode,
                                     strategy=project.strategy, trigger=trigger)
     return _enqueue(run, countdown) if enqueue else run
@@ -121,6 +124,15 @@ def scheduled_mode(project: Project) -> str:
             or strategies.get(project.strategy).batch_aware):
         return ScoringRun.Mode.FULL
     return ScoringRun.Mode.INCREMENTAL
+
+
+def _resume(run: ScoringRun, trigger: str, countdown: float, enqueue: bool) -> ScoringRun:
+    """A failed run goes on from its cursor (its unconfirmed chunk is checked first)."""
+    run.status, run.trigger = ScoringRun.Status.QUEUED, trigger
+    run.save(update_fields=["status", "trigger"])
+    logger.info("scoring_resume project=%s run=%s tag=%s cursor=%s", run.project.ls_project_id, run.pk, run.tag,
+                run.cursor)
+    return _enqueue(run, countdown) if enqueue else run
 
 
 def last_pushed(project: Project) -> ScoringRun | None:
