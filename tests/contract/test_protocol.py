@@ -409,3 +409,29 @@ def test_extra_params_with_a_bad_training_policy_are_refused(client, training, w
     detail = orjson.loads(response.content)["detail"]
     assert all(word in detail for word in words), detail
     assert not Project.objects.filter(ls_project_id=4).exists()
+
+
+@pytest.mark.parametrize("scoring, words", [
+    ({"chunk_size": 0}, ["chunk_size", "between 1 and 5000"]),
+    ({"chunk_size": 20000}, ["chunk_size", "5000"]),
+    ({"auto_push": 1}, ["auto_push", "bool"]),
+    ({"view_title": 3}, ["view_title", "str"]),
+    ({"chunk": 500}, ["chunk", "chunk_size"]),
+])
+def test_extra_params_with_a_bad_scoring_policy_are_refused(client, scoring, words):
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": {"scoring": scoring}}
+    response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    detail = orjson.loads(response.content)["detail"]
+    assert all(word in detail for word in words), detail
+
+
+def test_extra_params_set_the_scoring_policy(client):
+    from orchestrator.learning.models import ScoringPolicy
+
+    extra = {"scoring": {"chunk_size": 500, "view_title": "Next up", "uncertainty_sampling": False}}
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": extra}
+    assert client.post("/setup", data=orjson.dumps(body), content_type="application/json").status_code == 200
+    policy = ScoringPolicy.objects.get(project__ls_project_id=4)
+    assert (policy.chunk_size, policy.view_title, policy.uncertainty_sampling, policy.auto_push) == (
+        500, "Next up", False, True)

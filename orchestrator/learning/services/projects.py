@@ -11,7 +11,7 @@ from django.utils import timezone
 import strategies
 from backends import backend_for, parse_label_config
 from backends.label_config import config_digest
-from orchestrator.learning.models import Project, TrainingPolicy
+from orchestrator.learning.models import Project, ScoringPolicy, TrainingPolicy
 
 PROJECT_KEY = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
 
@@ -28,34 +28,40 @@ class PolicyError(ValueError):
     """Extra params set a training policy field wrongly."""
 
 
-# Training policy fields that Label Studio's "Extra params" may set: {"training": {...}}.
+# Policy fields that Label Studio's "Extra params" may set: {"training": {...}, "scoring": {...}}.
 POLICY_FIELDS = {
     "auto_train": bool, "min_annotations": int, "retrain_every": int, "quiet_seconds": float,
     "promotion": str, "max_macro_f1_drop": float,
 }
+SCORING_FIELDS = {"auto_push": bool, "view_title": str, "uncertainty_sampling": bool, "chunk_size": int}
+CHOICES = {"promotion": {"always", "if_not_worse"}}
+EXAMPLES = {"training": '{"training": {"retrain_every": 50}}', "scoring": '{"scoring": {"chunk_size": 500}}'}
 
 
-def _policy_from(extra: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not extra or "training" not in extra:
+def _policy_from(extra: dict[str, Any] | None, section: str = "training",
+                 known: dict[str, type] = POLICY_FIELDS) -> dict[str, Any] | None:
+    if not extra or section not in extra:
         return None
-    wanted = extra["training"]
+    wanted = extra[section]
     if not isinstance(wanted, dict):
-        raise PolicyError('extra params "training" must be an object, e.g. {"training": {"retrain_every": 50}}')
-    unknown = sorted(set(wanted) - set(POLICY_FIELDS))
+        raise PolicyError(f'extra params "{section}" must be an object, e.g. {EXAMPLES[section]}')
+    unknown = sorted(set(wanted) - set(known))
     if unknown:
-        raise PolicyError(f"extra params \"training\" has unknown field(s) {unknown}; known: {sorted(POLICY_FIELDS)}")
+        raise PolicyError(f"extra params \"{section}\" has unknown field(s) {unknown}; known: {sorted(known)}")
     fields: dict[str, Any] = {}
     for name, value in wanted.items():
-        kind = POLICY_FIELDS[name]
+        kind = known[name]
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
         if kind is bool and not isinstance(value, bool) or kind in (int, float) and (not numeric or value < 0) \
-                or kind is int and numeric and value != int(value):
-            raise PolicyError(f"extra params training.{name} must be a {'non-negative ' if kind is not bool else ''}"
+                or kind is int and numeric and value != int(value) or kind is str and not isinstance(value, str):
+            raise PolicyError(f"extra params {section}.{name} must be a {'non-negative ' if kind in (int, float) else ''}"
                               f"{kind.__name__}, got {value!r}")
         fields[name] = kind(value)
-    if "promotion" in fields and fields["promotion"] not in {"always", "if_not_worse"}:
-        raise PolicyError(f"extra params training.promotion must be \"always\" or \"if_not_worse\", "
-                          f"got {fields['promotion']!r}")
+        if name in CHOICES and fields[name] not in CHOICES[name]:
+            raise PolicyError(f"extra params {section}.{name} must be one of {sorted(CHOICES[name])}, "
+                              f"got {fields[name]!r}")
+    if section == "scoring" and not 1 <= fields.get("chunk_size", 1) <= 5000:
+        raise PolicyError(f"extra params scoring.chunk_size must be between 1 and 5000, got {fields['chunk_size']}")
     return fields
 
 
@@ -108,6 +114,7 @@ def setup_project(
     extra = parse_extra_params(extra_params)
     strategy = _strategy_from(extra)
     policy = _policy_from(extra)
+    scoring_policy = _policy_from(extra, "scoring", SCORING_FIELDS)
     wanted: dict[str, Any] = {
         "ls_project_key": str(project_key)[:64],
         "label_config": label_config,
@@ -124,6 +131,7 @@ def setup_project(
             with transaction.atomic():
                 project = Project.objects.create(ls_project_id=ls_project_id, last_setup_at=timezone.now(), **wanted)
                 TrainingPolicy.objects.create(project=project, **(policy or {}))
+                ScoringPolicy.objects.create(project=project, **(scoring_policy or {}))
                 return project
         except IntegrityError:  # a concurrent /setup created it first
             project = Project.objects.select_related("serving").get(ls_project_id=ls_project_id)
@@ -135,6 +143,8 @@ def setup_project(
     if policy and "extra_params" in changed:
         # Only when the extra params change: edits made in the admin since then stay.
         TrainingPolicy.objects.update_or_create(project=project, defaults=policy)
+    if scoring_policy and "extra_params" in changed:
+        ScoringPolicy.objects.update_or_create(project=project, defaults=scoring_policy)
     return project
 
 

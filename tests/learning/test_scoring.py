@@ -1,0 +1,273 @@
+"""The push loop in process, against an in-memory Label Studio that can lose answers and go down.
+
+The real server, worker and broker are exercised in tests/integration/test_scoring_e2e.py.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+import strategies
+from orchestrator.gateways import label_studio
+from orchestrator.learning.models import ScoringPolicy, ScoringRun
+from orchestrator.learning.services import scoring
+from orchestrator.learning.services.training import train_model_version
+from tests.conftest import SMS_POOL, sms_rows
+
+
+@dataclass
+class FakeLabelStudio:
+    """The slice of Label Studio's API the scoring job uses, with the same semantics."""
+
+    texts: dict[int, str]
+    labeled: set[int] = field(default_factory=set)
+    predictions: list[dict] = field(default_factory=list)
+    project: dict = field(default_factory=lambda: {"model_version": "AL orchestrator", "sampling": "Sequential sampling"})
+    views: list[dict] = field(default_factory=list)
+    import_faults: list[str] = field(default_factory=list)  # per import call: pass | lost | fail
+    imports: int = 0
+    on_import: object = None
+
+    def unlabeled_tasks(self, ls_project_id, *, after_id, through_id=None, limit=1000, include="id,data", fields=None):
+        ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id
+                     and (through_id is None or i <= through_id))
+        page = [{"id": i, "data": {"text": self.texts[i]}} for i in ids[:limit]]
+        if "predictions" in include:
+            for task in page:
+                task["predictions"] = [p for p in self.predictions if p["task"] == task["id"]]
+        return page, len(ids)
+
+    def prediction_versions(self, ls_project_id, *, after_id, through_id):
+        tasks, _ = self.unlabeled_tasks(ls_project_id, after_id=after_id, through_id=through_id, limit=10**9,
+                                        include="id,predictions")
+        return {t["id"]: [p["model_version"] for p in t["predictions"]] for t in tasks}
+
+    def import_predictions(self, ls_project_id, predictions):
+        self.imports += 1
+        fault = self.import_faults.pop(0) if self.import_faults else "pass"
+        if fault == "fail":
+            raise label_studio.LabelStudioError("POST import/predictions answered 503", status_code=503)
+        unknown = [p["task"] for p in predictions if p["task"] not in self.texts]
+        if unknown:
+            raise label_studio.LabelStudioError(f"tasks {unknown} are not in the project", status_code=400)
+        self.predictions += [dict(p) for p in predictions]
+        if self.on_import:
+            self.on_import()
+        if fault == "lost":
+            raise label_studio.LabelStudioError("POST import/predictions failed: timed out")
+        return len(predictions)
+
+    def model_versions(self, ls_project_id):
+        return dict(collections.Counter(p["model_version"] for p in self.predictions))
+
+    def delete_model_version(self, ls_project_id, version):
+        before = len(self.predictions)
+        self.predictions = [p for p in self.predictions if p["model_version"] != version]
+        return before - len(self.predictions)
+
+    def get_project(self, ls_project_id):
+        return dict(self.project)
+
+    def update_project(self, ls_project_id, **fields):
+        if "model_version" in fields and not any(p["model_version"] == fields["model_version"]
+                                                 for p in self.predictions):
+            raise label_studio.LabelStudioError("model_version: no predictions of it", status_code=400)
+        self.project.update(fields)
+        return dict(self.project)
+
+    def list_views(self, ls_project_id):
+        return [dict(v) for v in self.views]
+
+    def save_view(self, ls_project_id, data, view_id=None):
+        if view_id is None:
+            self.views.append({"id": len(self.views) + 1, "project": ls_project_id, "data": data})
+            return self.views[-1]
+        view = next(v for v in self.views if v["id"] == view_id)
+        view["data"] = data
+        return view
+
+    def labeled_tasks(self, ls_project_id, *, limit, include="id,data"):
+        ids = sorted(self.labeled, reverse=True)[:limit]
+        return [{"id": i, "data": {"text": self.texts[i]}} for i in ids]
+
+    # --- what the tests check
+    def tags_per_unlabeled_task(self, tag: str) -> collections.Counter:
+        counts = collections.Counter(p["task"] for p in self.predictions if p["model_version"] == tag)
+        return collections.Counter(counts[i] for i in self.texts if i not in self.labeled)
+
+
+@pytest.fixture
+def fake_ls(monkeypatch, settings):
+    rows = sms_rows(2500, path=SMS_POOL)
+    fake = FakeLabelStudio(texts={i + 1: text for i, (_, text) in enumerate(rows)})
+    monkeypatch.setattr(label_studio, "is_configured", lambda: True)
+    for name in ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions",
+                 "delete_model_version", "get_project", "update_project", "list_views", "save_view",
+                 "labeled_tasks"):
+        monkeypatch.setattr(label_studio, name, getattr(fake, name))
+    settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0
+    settings.LABEL_STUDIO_RETRIES = 3
+    return fake
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    from orchestrator.learning import tasks
+
+    sent = []
+    monkeypatch.setattr(tasks.score_project, "apply_async", lambda args, countdown=0: sent.append(args[0]))
+    return sent
+
+
+def score_now(project, **kwargs) -> ScoringRun:
+    run = scoring.request_scoring(project, trigger="manual", enqueue=False, **kwargs)
+    scoring.run_scoring(run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_studio_sort_by_it(
+        trained_sms_project, fake_ls, queued):
+    project, version = trained_sms_project
+    fake_ls.labeled = {1, 2, 3}
+    fake_ls.predictions.append({"task": 10, "model_version": "someone else's model", "score": 0.1, "result": []})
+    run = score_now(project)
+
+    assert run.status == ScoringRun.Status.SUCCEEDED and run.tag == version.version
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2497}
+    assert run.done == run.total == 2497 and fake_ls.imports == 3  # chunks of 1,000
+    assert fake_ls.project == {"model_version": version.version, "sampling": "Uncertainty sampling"}
+    assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": scoring.queue_view_data(
+        "Active learning queue")}]
+    assert any(p["model_version"] == "someone else's model" for p in fake_ls.predictions)  # never touched
+    assert set(run.timings) >= {"read", "score", "push", "switch"}
+    # Ascending score is descending least-confidence priority, from the served model's probabilities.
+    ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
+    model = project.serving and scoring.registry.load(version.model_uri, scoring.backend_for(project.label_config))
+    probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
+    expected = 1 - strategies.priorities("least_confidence", probabilities=probabilities)
+    assert np.allclose([p["score"] for p in ours], expected, atol=1e-6)
+    assert ours[0]["result"][0]["value"]["choices"][0] in {"ham", "spam"}
+
+
+def test_lost_answers_and_an_outage_end_with_exactly_one_prediction_after_the_rerun(trained_sms_project, fake_ls,
+                                                                                      queued):
+    project, version = trained_sms_project
+    ScoringPolicy.objects.filter(project=project).update(chunk_size=300)
+    # Applied but reported failed twice, refused once, then down for longer than the retries.
+    fake_ls.import_faults = ["pass", "lost", "pass", "fail", "lost", "pass", "fail", "fail", "fail"]
+    run = score_now(project)
+    assert run.status == ScoringRun.Status.FAILED and "503" in run.error
+    assert 0 < run.cursor < 2500 and fake_ls.project["model_version"] == "AL orchestrator"
+    assert set(fake_ls.tags_per_unlabeled_task(run.tag)) <= {0, 1}  # nothing doubled so far
+
+    rerun = scoring.request_scoring(project, trigger="manual", enqueue=False)
+    assert rerun.pk == run.pk  # the failed run resumes under its tag
+    scoring.run_scoring(rerun.pk)
+    rerun.refresh_from_db()
+    assert rerun.status == ScoringRun.Status.SUCCEEDED and rerun.attempts == 2
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
+    assert fake_ls.project["model_version"] == run.tag
+
+
+def test_a_chunk_sent_by_a_worker_that_died_is_checked_before_anything_is_sent_again(trained_sms_project, fake_ls,
+                                                                                       queued):
+    project, version = trained_sms_project
+    run = scoring.request_scoring(project, trigger="manual", enqueue=False)
+    # The dead worker had confirmed tasks up to 1000 and sent 1001..2000, which landed for the first 400.
+    fake_ls.predictions += [{"task": i, "model_version": run.tag, "score": 0.5, "result": []} for i in range(1, 1401)]
+    ScoringRun.objects.filter(pk=run.pk).update(status=ScoringRun.Status.RUNNING, cursor=1000, done=1000,
+                                                inflight_through=2000)
+    scoring.run_scoring(run.pk)
+    run.refresh_from_db()
+    assert run.status == ScoringRun.Status.SUCCEEDED and run.done == 2500
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
+
+
+def test_a_new_version_supersedes_the_running_push_and_removes_its_partial_tag(trained_sms_project, fake_ls, queued):
+    project, v1 = trained_sms_project
+    first = score_now(project)
+    assert fake_ls.project["model_version"] == v1.version
+
+    examples = [scoring_example(label, text) for label, text in sms_rows(500)]
+    v2 = train_model_version(project=project, examples=examples)  # promoted: asks for a push of v2
+    project.refresh_from_db()
+    assert queued and ScoringRun.objects.get(pk=queued[-1]).tag == v2.version
+    stale = ScoringRun.objects.create(project=project, model_version=v1, tag=f"{v1.version}.2", strategy="least_confidence",
+                                      trigger="schedule", status=ScoringRun.Status.QUEUED)
+    assert scoring.run_scoring(stale.pk) == ScoringRun.Status.SUPERSEDED
+
+    # While v2's push runs, v3 is promoted: v2's run stops after its chunk and its predictions go.
+    v2_run = ScoringRun.objects.get(pk=queued[-1])
+
+    def promote_v3():
+        if not fake_ls.on_import.done:
+            fake_ls.on_import.done = True
+            train_model_version(project=project, examples=examples[:450])
+
+    promote_v3.done = False
+    fake_ls.on_import = promote_v3
+    assert scoring.run_scoring(v2_run.pk) == ScoringRun.Status.SUPERSEDED
+    assert v2.version not in fake_ls.model_versions(0)
+    assert fake_ls.project["model_version"] == v1.version  # the last complete push keeps ordering the queue
+
+    fake_ls.on_import = None
+    v3_run = ScoringRun.objects.get(pk=queued[-1])
+    scoring.run_scoring(v3_run.pk)
+    assert fake_ls.model_versions(0) == {v3_run.tag: 2500}  # v1's predictions deleted after the switch
+    assert first.tag != v3_run.tag and fake_ls.project["model_version"] == v3_run.tag
+
+
+def scoring_example(label, text):
+    from backends import Example
+
+    return Example(text=text, labels=(label,))
+
+
+def test_new_tasks_get_the_current_tag_and_the_schedule_only_rescores_what_can_change(trained_sms_project, fake_ls,
+                                                                                        queued):
+    project, version = trained_sms_project
+    full = score_now(project)
+    for i in range(2501, 2551):
+        fake_ls.texts[i] = f"new message number {i}, call now to win"
+    assert scoring.scheduled_mode(project) == ScoringRun.Mode.INCREMENTAL
+    incremental = score_now(project, mode=ScoringRun.Mode.INCREMENTAL)
+    assert incremental.tag == full.tag and incremental.cursor == 2550 and incremental.done == 50
+    assert fake_ls.tags_per_unlabeled_task(full.tag) == {1: 2550}
+
+    project.strategy = "ranked_batch"
+    project.save()
+    assert scoring.scheduled_mode(project) == ScoringRun.Mode.FULL
+    # Ranked batch ranks the whole pool: the scores are the ranks, each one once.
+    fake_ls.labeled = {1, 2, 3, 4, 5}
+    ranked = score_now(project)
+    assert ranked.tag == f"{version.version}.2" and fake_ls.project["model_version"] == ranked.tag
+    scores = sorted(p["score"] for p in fake_ls.predictions if p["model_version"] == ranked.tag)
+    assert len(scores) == 2545 and np.allclose(scores, np.arange(2545) / 2545, atol=1e-6)
+    assert fake_ls.model_versions(0) == {ranked.tag: 2545}
+
+
+def test_tasks_created_queues_one_incremental_run_for_a_burst(trained_sms_project, fake_ls, queued, client):
+    project, version = trained_sms_project
+    score_now(project)
+    body = {"action": "TASKS_CREATED", "project": {"id": project.ls_project_id}, "tasks": [{"id": 2501}]}
+    for _ in range(5):
+        assert client.post("/webhook", data=body, content_type="application/json").status_code == 201
+    incremental = ScoringRun.objects.filter(project=project, mode=ScoringRun.Mode.INCREMENTAL)
+    assert incremental.count() == 1 and queued == [incremental.get().pk]
+
+
+def test_nothing_is_pushed_without_a_trained_version(sms_project, fake_ls, queued):
+    assert scoring.request_scoring(sms_project, trigger="manual") is None
+    assert fake_ls.imports == 0 and queued == []
+
+
+def test_queue_view_is_created_once_and_repaired_when_edited(fake_ls):
+    first = scoring.ensure_queue_view(7, "Active learning queue")
+    assert scoring.ensure_queue_view(7, "Active learning queue") == first and len(fake_ls.views) == 1
+    fake_ls.views[0]["data"]["ordering"] = ["tasks:id"]
+    scoring.ensure_queue_view(7, "Active learning queue")
+    assert fake_ls.views[0]["data"]["ordering"] == ["tasks:predictions_score"] and len(fake_ls.views) == 1
