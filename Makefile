@@ -34,6 +34,7 @@ test-fast: install
 bench: install
 	$(PY) bench/predict.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/push.py
 
 clean:
 	rm -rf data .pytest_cache

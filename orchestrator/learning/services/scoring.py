@@ -46,6 +46,7 @@ PROJECTED_DIMENSIONS = 64
 # Labeled tasks read (most recent first) as the "already labeled" side of ranked batch.
 LABELED_SAMPLE = 2000
 ACTIVE = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
+HTTP_PHASES = frozenset({"read", "push", "verify", "switch", "cleanup"})
 
 
 class Superseded(Exception):
@@ -198,7 +199,10 @@ class _Context:
         try:
             return call()
         finally:
-            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            self.timings[phase] = self.timings.get(phase, 0.0) + elapsed
+            if phase in HTTP_PHASES:  # the longest single call to Label Studio (with its retries)
+                self.timings["slowest_call"] = max(self.timings.get("slowest_call", 0.0), elapsed)
 
 
 def run_scoring(run_pk: int, *, owner: str | None = None) -> str:

@@ -1,0 +1,206 @@
+"""Benchmark the push loop against a real Label Studio 1.23.2, with its own rates as the reference.
+
+Starts Label Studio, Redis, the service and a Celery worker on loopback (the test suite's
+helpers). For each project size N (default 20k and 100k tasks of real SMS texts):
+1. trains a model (manage.py train_project from the SMS sample) with automatic pushes off;
+2. reference, same project, same run: Label Studio's bulk import rate, pushing the same
+   number of predictions per request straight to `/import/predictions` (then deleted);
+3. scores and pushes every task with `manage.py score_project` (the job a worker runs, in a
+   process of its own: its peak RSS is the worker's), reading the run's phase timings.
+Then the loop latency on a 10k-task project: from the annotation that triggers a training
+to the project's model_version switched to the new push (the queue re-sorted), and
+Label Studio's own "Retrieve predictions" rate on 200 tasks for comparison.
+
+Run: `python bench/push.py [--sizes 20000,100000] [--chunk 1000] [--latency-size 10000]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import SMS_CONFIG, SMS_POOL, SMS_SAMPLE, sms_rows  # noqa: E402
+from tests.integration.conftest import start_loop, stop_loop  # noqa: E402
+from tests.support.label_studio import LabelStudioServer  # noqa: E402
+from tests.support.redis import RedisServer  # noqa: E402
+
+
+def texts(n: int) -> list[tuple[str, str]]:
+    pool = sms_rows(path=SMS_POOL)
+    return [(label, text if i < len(pool) else f"{text} [{i // len(pool)}]")
+            for i, (label, text) in enumerate((pool * (n // len(pool) + 1))[:n])]
+
+
+def wait(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def make_project(ls, loop, title: str, rows, *, training: dict, scoring: dict) -> tuple[int, list[int], dict]:
+    project = ls.api("POST", "/api/projects", json={"title": title, "label_config": SMS_CONFIG})
+    pid = project["id"]
+    for start in range(0, len(rows), 5000):
+        ls.api("POST", f"/api/projects/{pid}/import",
+               json=[{"text": text, "truth": label} for label, text in rows[start:start + 5000]])
+    ids: list[int] = []
+    while len(ids) < len(rows):
+        ids += [t["id"] for t in ls.api("GET", "/api/tasks", params={
+            "project": pid, "page": len(ids) // 5000 + 1, "page_size": 5000, "include": "id"})["tasks"]]
+    backend = ls.api("POST", "/api/ml", json={"project": pid, "url": loop.service.url, "title": "AL orchestrator",
+                                              "extra_params": {"training": training, "scoring": scoring}})
+    return pid, sorted(ids), backend
+
+
+def bulk_import_rate(ls, pid: int, ids: list[int], chunk: int, count: int) -> tuple[float, float]:
+    """Label Studio's own rate for `count` predictions, `chunk` per request; and its slowest request."""
+    result = [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["ham"]}}]
+    started, slowest = time.perf_counter(), 0.0
+    for start in range(0, count, chunk):
+        t0 = time.perf_counter()
+        ls.api("POST", f"/api/projects/{pid}/import/predictions", json=[
+            {"task": i, "result": result, "score": 0.5, "model_version": "bench-reference"}
+            for i in ids[start:start + chunk]])
+        slowest = max(slowest, time.perf_counter() - t0)
+    rate = count / (time.perf_counter() - started)
+    ls.api("DELETE", f"/api/projects/{pid}/model-versions/", json={"model_version": "bench-reference"})
+    return rate, slowest
+
+
+def run_measured(argv: list[str], env: dict) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and output of a child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed:\n{output[-3000:]}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024, output
+
+
+def last_run(loop, pid: int) -> dict:
+    columns = ("id", "tag", "status", "done", "total", "timings")
+    row = loop.rows("SELECT r.id, r.tag, r.status, r.done, r.total, r.timings FROM learning_scoringrun r "
+                    f"JOIN learning_project p ON p.id = r.project_id WHERE p.ls_project_id = {pid} "
+                    "ORDER BY r.id DESC LIMIT 1")[0]
+    import json
+
+    out = dict(zip(columns, row))
+    out["timings"] = json.loads(out["timings"]) if isinstance(out["timings"], str) else out["timings"]
+    return out
+
+
+def push_size(ls, loop, n: int, chunk: int) -> list[tuple[str, str]]:
+    pid, ids, _ = make_project(ls, loop, f"push-{n}", texts(n), training={"auto_train": False},
+                               scoring={"auto_push": False, "chunk_size": chunk})
+    loop.service.manage("train_project", "--project", str(pid), "--from-file", str(SMS_SAMPLE))
+    reference_count = min(n, 10_000)
+    reference, reference_slowest = bulk_import_rate(ls, pid, ids, chunk, reference_count)
+    seconds, rss, _ = run_measured([sys.executable, str(ROOT / "manage.py"), "score_project", "--project", str(pid)],
+                                   loop.service.env)
+    run = last_run(loop, pid)
+    versions = ls.api("GET", f"/api/projects/{pid}/model-versions/")
+    assert run["status"] == "succeeded" and versions.get(run["tag"]) == n, (run, versions)
+    assert ls.api("GET", f"/api/projects/{pid}")["model_version"] == run["tag"]
+    t = run["timings"]
+    end_to_end = n / seconds
+    return [
+        (f"{n:,} tasks: Label Studio bulk import (reference)",
+         f"{reference:.0f} predictions/s ({reference_count:,} in requests of {chunk}; slowest {reference_slowest:.1f} s)"),
+        (f"{n:,} tasks: scoring alone", f"{n / t['score']:,.0f} tasks/s ({t['score']:.1f} s: texts, predict, priorities)"),
+        (f"{n:,} tasks: end to end", f"{end_to_end:.0f} tasks/s in {seconds:.0f} s = {end_to_end / reference:.2f}x "
+                                     f"the bulk import rate (target >= 0.80)"),
+        (f"{n:,} tasks: phases", ", ".join(f"{k} {v:.1f} s" for k, v in sorted(t.items()) if k != "slowest_call")),
+        (f"{n:,} tasks: slowest call to Label Studio", f"{t.get('slowest_call', 0):.1f} s (target <= 30)"),
+        (f"{n:,} tasks: peak RSS of the scoring process", f"{rss:.0f} MB (target <= 500)"),
+    ]
+
+
+def loop_latency(ls, loop, n: int) -> list[tuple[str, str]]:
+    rows = texts(n)
+    pid, ids, backend = make_project(ls, loop, f"latency-{n}", rows,
+                                     training={"min_annotations": 10, "retrain_every": 1000, "quiet_seconds": 2},
+                                     scoring={"chunk_size": 1000})
+    truth = dict(zip(ids, (label for label, _ in rows)))
+    seed = [i for i in ids if truth[i] == "spam"][:10] + [i for i in ids if truth[i] == "ham"][:20]
+
+    def annotate(task_id: int) -> None:
+        ls.api("POST", f"/api/tasks/{task_id}/annotations", json={"result": [
+            {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [truth[task_id]]}}]})
+
+    for task_id in seed:
+        annotate(task_id)
+
+    def switched_from(old):
+        current = ls.api("GET", f"/api/projects/{pid}")["model_version"]
+        return current if current and current != old and current.startswith(f"p{pid}-") else None
+
+    first = wait(lambda: switched_from("AL orchestrator"), 900, "the first push", interval=1)
+    # The annotation that triggers the next training, to the queue re-sorted by the new version.
+    t0 = time.perf_counter()
+    annotate(next(i for i in ids if i not in seed))
+    wait(lambda: switched_from(first), 900, "the re-sorted queue", interval=0.5)
+    latency = time.perf_counter() - t0
+    run = last_run(loop, pid)
+
+    # Label Studio's own "Retrieve predictions" (it calls /predict) on 200 tasks, for comparison.
+    sample = [i for i in ids if i not in seed][-200:]
+    t0 = time.perf_counter()
+    ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": pid},
+           json={"selectedItems": {"all": False, "included": sample}})
+    retrieve = len(sample) / (time.perf_counter() - t0)
+    return [
+        (f"loop latency, {n:,} tasks", f"{latency:.1f} s from the annotation to the queue sorted by the new "
+                                       f"version (target <= 60; quiet period 2 s)"),
+        ("  of which the push", f"{sum(v for k, v in run['timings'].items() if k != 'slowest_call'):.1f} s "
+                                f"({run['done']:,} tasks)"),
+        ("Label Studio 'Retrieve predictions'", f"{retrieve:.0f} tasks/s (200 tasks, one request)"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="20000,100000")
+    parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--latency-size", type=int, default=10_000, help="0 to skip the loop latency")
+    args = parser.parse_args()
+    results: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="alo-bench-push-") as tmp:
+        tmp = Path(tmp)
+        ls = LabelStudioServer(tmp / "label-studio")
+        redis = RedisServer(tmp / "redis")
+        ls.start()
+        redis.start()
+        loop = None
+        try:
+            loop = start_loop(tmp, redis, ls)
+            for size in [int(s) for s in args.sizes.split(",") if s]:
+                results += push_size(ls, loop, size, args.chunk)
+                print(*results[-6:], sep="\n", flush=True)
+            if args.latency_size:
+                results += loop_latency(ls, loop, args.latency_size)
+        finally:
+            if loop is not None:
+                stop_loop(loop)
+            redis.stop()
+            ls.stop()
+    width = max(len(name) for name, _ in results)
+    print(f"\n{'measure'.ljust(width)}  value")
+    for name, value in results:
+        print(f"{name.ljust(width)}  {value}")
+
+
+if __name__ == "__main__":
+    main()
