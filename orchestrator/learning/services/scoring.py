@@ -298,7 +298,7 @@ def _read_chunk(ctx: _Context, after_id: int, through_id: int | None = None) -> 
         lambda: label_studio.unlabeled_tasks(ctx.project.ls_project_id, after_id=after_id, through_id=through_id,
                                              limit=ctx.policy.chunk_size),
         f"listing unlabeled tasks of project {ctx.project.ls_project_id}"))
-    if through_id is None:
+    if through_id is None and after_id == run.cursor:  # everything past the cursor: the rest to do
         expected = run.done + total
         if expected != run.total:
             _save(run, total=expected)
