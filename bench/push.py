@@ -19,7 +19,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import SMS_CONFIG, SMS_POOL, SMS_SAMPLE, sms_rows  # noqa: E402
-from tests.integration.conftest import start_loop, stop_loop  # noqa: E402
-from tests.support.label_studio import LabelStudioServer  # noqa: E402
-from tests.support.redis import RedisServer  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from stack import print_table, running_stack  # noqa: E402
 
 
 def texts(n: int) -> list[tuple[str, str]]:
@@ -177,30 +176,13 @@ def main() -> None:
     parser.add_argument("--latency-size", type=int, default=10_000, help="0 to skip the loop latency")
     args = parser.parse_args()
     results: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="alo-bench-push-") as tmp:
-        tmp = Path(tmp)
-        ls = LabelStudioServer(tmp / "label-studio")
-        redis = RedisServer(tmp / "redis")
-        ls.start()
-        redis.start()
-        loop = None
-        try:
-            loop = start_loop(tmp, redis, ls)
-            for size in [int(s) for s in args.sizes.split(",") if s]:
-                results += push_size(ls, loop, size, args.chunk)
-                print(*results[-6:], sep="\n", flush=True)
-            if args.latency_size:
-                results += loop_latency(ls, loop, args.latency_size)
-        finally:
-            if loop is not None:
-                stop_loop(loop)
-            redis.stop()
-            ls.stop()
-    width = max(len(name) for name, _ in results)
-    print(f"\n{'measure'.ljust(width)}  value")
-    for name, value in results:
-        print(f"{name.ljust(width)}  {value}")
-
+    with running_stack("push") as (ls, loop):
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            results += push_size(ls, loop, size, args.chunk)
+            print(*results[-6:], sep="\n", flush=True)
+        if args.latency_size:
+            results += loop_latency(ls, loop, args.latency_size)
+    print_table(results)
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,6 @@ import concurrent.futures
 import copy
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,12 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import SMS_CONFIG, recorded  # noqa: E402
-from tests.integration.conftest import start_loop, stop_loop  # noqa: E402
-from tests.support.label_studio import LabelStudioServer  # noqa: E402
-from tests.support.redis import RedisServer  # noqa: E402
-
 sys.path.insert(0, str(ROOT / "bench"))
 from predict import read_sms  # noqa: E402
+from stack import print_table, running_stack  # noqa: E402
 
 
 def rows(n: int) -> list[tuple[str, str]]:
@@ -137,28 +133,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--sizes", default="1000,10000")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="alo-bench-webhooks-") as tmp:
-        tmp = Path(tmp)
-        ls = LabelStudioServer(tmp / "label-studio")
-        redis = RedisServer(tmp / "redis")
-        ls.start()
-        redis.start()
-        loop = None
-        try:
-            loop = start_loop(tmp, redis, ls)
-            results = burst(ls, loop, args.events)
-            for size in [int(s) for s in args.sizes.split(",") if s]:
-                results.append(training_time(ls, loop, size))
-        finally:
-            if loop is not None:
-                stop_loop(loop)
-            redis.stop()
-            ls.stop()
-    width = max(len(name) for name, _ in results)
-    print(f"\n{'measure'.ljust(width)}  value")
-    for name, value in results:
-        print(f"{name.ljust(width)}  {value}")
-
+    with running_stack("webhooks") as (ls, loop):
+        results = burst(ls, loop, args.events)
+        for size in [int(s) for s in args.sizes.split(",") if s]:
+            results.append(training_time(ls, loop, size))
+    print_table(results)
 
 if __name__ == "__main__":
     main()

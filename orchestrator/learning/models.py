@@ -152,6 +152,10 @@ class TrainingRun(models.Model):
     promoted = models.BooleanField(default=False)
     detail = models.TextField(blank=True, help_text="Why it was skipped, not promoted, or failed.")
     owner = models.CharField(max_length=64, blank=True, help_text="The lease owner (worker) that ran it.")
+    timings = models.JSONField(
+        default=dict, blank=True, help_text="Seconds spent reading from Label Studio, cross-validating, fitting, "
+                                            "and logging to MLflow.",
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

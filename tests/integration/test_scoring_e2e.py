@@ -62,6 +62,14 @@ def assert_exactly_one(ls, project_id: int, tag: str) -> list[int]:
     return unlabeled
 
 
+def train_from_sample(loop, pid: int, tmp_path) -> str:
+    """A version trained on 300 labeled SMS (not the project's tasks) and promoted; its version string."""
+    sample = tmp_path / "seed.tsv"
+    sample.write_text("label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in sms_rows(300)))
+    loop.service.manage("train_project", "--project", str(pid), "--from-file", str(sample))
+    return loop.versions(pid)[-1]["version"]
+
+
 def scoring_runs(loop, ls_project_id: int) -> list[dict]:
     columns = ("id", "tag", "mode", "trigger", "status", "total", "done", "attempts", "error")
     rows = loop.rows(
@@ -186,10 +194,7 @@ def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_p
             "from orchestrator.learning.models import Project, ScoringPolicy; "
             f"ScoringPolicy.objects.update_or_create(project=Project.objects.get(ls_project_id={pid}), "
             "defaults={'chunk_size': 250})")
-        sample = tmp_path / "seed.tsv"
-        sample.write_text("label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in sms_rows(300)))
-        loop.service.manage("train_project", "--project", str(pid), "--from-file", str(sample))
-        tag = loop.versions(pid)[-1]["version"]
+        tag = train_from_sample(loop, pid, tmp_path)
 
         # The promotion queued a push; the injected faults are retried, then the outage fails it.
         wait_for(lambda: any(r["status"] == "failed" for r in scoring_runs(loop, pid)), timeout=240,
@@ -221,10 +226,7 @@ def test_new_tasks_and_the_schedule_push_predictions(tmp_path, redis_server, lab
         pid = project["id"]
         import_tasks(ls, pid, rows[:300])
         connect(ls, loop, pid, {"auto_train": False})
-        sample = tmp_path / "seed.tsv"
-        sample.write_text("label\ttext\n" + "".join(f"{label}\t{text}\n" for label, text in sms_rows(300)))
-        loop.service.manage("train_project", "--project", str(pid), "--from-file", str(sample))
-        tag = loop.versions(pid)[-1]["version"]
+        tag = train_from_sample(loop, pid, tmp_path)
         wait_for(lambda: pushed(loop, pid, tag, "promotion"), timeout=120, what="the push after promotion")
 
         # Tasks imported later: Label Studio's TASKS_CREATED webhook gets them scored, same tag.

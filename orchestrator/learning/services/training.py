@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,9 +113,25 @@ def annotations_digest(annotation_ids: Sequence[int]) -> str:
     return hashlib.sha256(",".join(map(str, sorted(annotation_ids))).encode()).hexdigest()[:16]
 
 
+class _Clock:
+    """Adds the seconds each phase takes to `timings` (when given)."""
+
+    def __init__(self, timings: dict[str, float] | None):
+        self.timings = timings
+
+    def __call__(self, phase: str, call: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            if self.timings is not None:
+                self.timings[phase] = round(self.timings.get(phase, 0.0) + time.perf_counter() - started, 3)
+
+
 def train_model_version(
     *, project: Project, examples: Sequence[Example], annotation_ids: Sequence[int] = (), data_digest: str = "",
     promote: bool = True, on_created: Callable[[ModelVersion], None] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> ModelVersion:
     """Fit, evaluate, log and register one model version; serve it when `promote`.
 
@@ -131,9 +148,10 @@ def train_model_version(
         on_created(version)
     try:
         backend.check_trainable(examples)  # say what is wrong with the whole set, not with a CV fold
-        metrics = evaluate(backend, examples)
-        model = backend.fit(examples)
-        registered = mlflow_registry.log_and_register(
+        clock = _Clock(timings)
+        metrics = clock("evaluate", lambda: evaluate(backend, examples))
+        model = clock("fit", lambda: backend.fit(examples))
+        registered = clock("mlflow", lambda: mlflow_registry.log_and_register(
             ls_project_id=project.ls_project_id,
             pipeline=model.pipeline,
             params={
@@ -145,7 +163,7 @@ def train_model_version(
             metrics=metrics,
             tags={"label_studio_project": str(project.ls_project_id), "model_version": version.version},
             run_name=version.version,
-        )
+        ))
     except Exception as exc:
         version.status = ModelVersion.Status.FAILED
         version.error = f"{type(exc).__name__}: {exc}"[:5000]

@@ -17,6 +17,7 @@ How a burst is coalesced:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -293,7 +294,9 @@ def _run(project: Project, *, trigger: str, owner: str, read_tasks) -> CheckResu
             if not asked and run.ls_annotation_count < policy.min_annotations:
                 return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{run.ls_annotation_count} "
                                f"annotations in Label Studio; the policy trains from {policy.min_annotations}")
+        started = time.perf_counter()
         dataset = _read_examples(project, read_tasks)
+        run.timings = {"read": round(time.perf_counter() - started, 3)}
         run.num_annotations = len(dataset.examples)
         if not asked and len(dataset.examples) < policy.min_annotations:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{len(dataset.examples)} usable "
@@ -305,7 +308,7 @@ def _run(project: Project, *, trigger: str, owner: str, read_tasks) -> CheckResu
         serving_metrics = project.serving.metrics if project.serving_id and project.serving else None
         version = train_model_version(project=project, examples=dataset.examples,
                                       annotation_ids=dataset.annotation_ids, data_digest=dataset.digest,
-                                      promote=False, on_created=lambda v: _attach(run, v))
+                                      promote=False, on_created=lambda v: _attach(run, v), timings=run.timings)
         run.model_version = version
         promote, why = should_promote(policy, version.metrics, serving_metrics)
         if promote:
