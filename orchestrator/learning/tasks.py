@@ -35,3 +35,9 @@ def rescore_project(ls_project_id: int) -> str:
         return "unknown project"
     run = scoring.request_scoring(project, trigger="schedule", mode=scoring.scheduled_mode(project))
     return f"run={run.pk} tag={run.tag}" if run else "nothing to score with"
+
+
+@shared_task(acks_late=True)
+def clean_up_predictions(project_id: int, attempt: int = 0) -> str:
+    """Delete the service's older prediction tags of a project (after a push switched it)."""
+    return scoring.clean_up(project_id, attempt)

@@ -63,7 +63,7 @@ class FakeLabelStudio:
     def model_versions(self, ls_project_id):
         return dict(collections.Counter(p["model_version"] for p in self.predictions))
 
-    def delete_model_version(self, ls_project_id, version):
+    def delete_model_version(self, ls_project_id, version, timeout=None):
         before = len(self.predictions)
         self.predictions = [p for p in self.predictions if p["model_version"] != version]
         return before - len(self.predictions)
@@ -119,6 +119,9 @@ def queued(monkeypatch):
 
     sent = []
     monkeypatch.setattr(tasks.score_project, "apply_async", lambda args, countdown=0: sent.append(args[0]))
+    # The clean-up of old tags runs at once here (a task of its own in the worker).
+    monkeypatch.setattr(tasks.clean_up_predictions, "apply_async",
+                        lambda args, countdown=0: scoring.clean_up(*args))
     return sent
 
 
@@ -271,3 +274,30 @@ def test_queue_view_is_created_once_and_repaired_when_edited(fake_ls):
     fake_ls.views[0]["data"]["ordering"] = ["tasks:id"]
     scoring.ensure_queue_view(7, "Active learning queue")
     assert fake_ls.views[0]["data"]["ordering"] == ["tasks:predictions_score"] and len(fake_ls.views) == 1
+
+
+def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_project, fake_ls, queued, monkeypatch):
+    from orchestrator.learning import tasks
+
+    project, version = trained_sms_project
+    first = score_now(project)
+    project.strategy = "margin"
+    project.save()
+    rechecks = []
+    monkeypatch.setattr(tasks.clean_up_predictions, "apply_async",
+                        lambda args, countdown=0: rechecks.append((args, countdown)))
+    second = score_now(project)  # a new tag; its switch asks for the clean-up
+    assert second.tag == f"{version.version}.2" and rechecks == [((project.pk, 0), 0)]
+    slow = fake_ls.delete_model_version
+
+    def timing_out(ls_project_id, tag, timeout=None):
+        assert timeout == scoring.CLEANUP_REQUEST_SECONDS
+        raise label_studio.LabelStudioError("DELETE model-versions failed: timed out")
+
+    monkeypatch.setattr(label_studio, "delete_model_version", timing_out)
+    assert scoring.clean_up(project.pk) == f"deleting ['{first.tag}']"
+    assert rechecks[-1] == ((project.pk, 1), scoring.CLEANUP_RECHECK_SECONDS)
+    monkeypatch.setattr(label_studio, "delete_model_version", slow)  # Label Studio finished meanwhile
+    assert scoring.clean_up(project.pk, 1) == f"deleted ['{first.tag}']"
+    assert scoring.clean_up(project.pk, 2) == "clean"
+    assert fake_ls.model_versions(0) == {second.tag: 2500}

@@ -150,6 +150,8 @@ def test_a_check_trains_on_every_annotation_and_consumes_the_events(sms_project,
     run = result.run
     assert result.outcome == "trained" and run.status == TrainingRun.Status.SUCCEEDED
     assert run.num_events == 30 and run.num_annotations == 60 and run.promoted
+    run.refresh_from_db()
+    assert set(run.timings) == {"read", "evaluate", "fit", "mlflow"} and all(v >= 0 for v in run.timings.values())
     sms_project.refresh_from_db()
     assert sms_project.serving == run.model_version and run.model_version.status == ModelVersion.Status.SERVING
     assert run.model_version.metrics["num_examples"] == 60 and "macro_f1" in run.model_version.metrics

@@ -46,6 +46,10 @@ PROJECTED_DIMENSIONS = 64
 # Labeled tasks read (most recent first) as the "already labeled" side of ranked batch.
 LABELED_SAMPLE = 2000
 ACTIVE = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
+# Deleting old tags: how long one request may wait, and how often a long deletion is re-checked.
+CLEANUP_REQUEST_SECONDS = 20.0
+CLEANUP_RECHECK_SECONDS = 60.0
+CLEANUP_CHECKS = 30
 HTTP_PHASES = frozenset({"read", "push", "verify", "switch", "cleanup"})
 
 
@@ -481,12 +485,48 @@ def _switch(ctx: _Context) -> None:
     if policy.view_title:
         ctx.timed("switch", lambda: _ls(lambda: ensure_queue_view(ls_id, policy.view_title),
                                         f"saving project {ls_id}'s queue view"))
-    ours = own_tags(project)
-    for tag in sorted(present):
-        if tag != run.tag and tag in ours:
-            deleted = ctx.timed("cleanup", lambda: _ls(lambda: label_studio.delete_model_version(ls_id, tag),
-                                                       f"deleting project {ls_id}'s predictions of {tag}"))
+    _request_cleanup(project.pk)
+
+
+def _request_cleanup(project_pk: int, *, countdown: float = 0.0, attempt: int = 0) -> None:
+    from orchestrator.learning import tasks
+
+    try:
+        tasks.clean_up_predictions.apply_async((project_pk, attempt), countdown=countdown)
+    except Exception:
+        logger.exception("cleanup_not_queued project_pk=%s (the next push asks again)", project_pk)
+
+
+def clean_up(project_pk: int, attempt: int = 0) -> str:
+    """Delete the service's older tags once a push has switched the project to a newer one.
+
+    After the switch they no longer count for the sort, so this runs on its own, never
+    holding up a push. Label Studio has no bounded way to delete one version's predictions
+    and deletes ~125/s in a single request: a request still running after
+    CLEANUP_REQUEST_SECONDS is left to finish inside Label Studio and checked again later.
+    """
+    project = Project.objects.filter(pk=project_pk).first()
+    if project is None or not label_studio.is_configured():
+        return "nothing to do"
+    ls_id = project.ls_project_id
+    present = label_studio.model_versions(ls_id)
+    current = label_studio.get_project(ls_id).get("model_version")
+    keep = {current} | set(ScoringRun.objects.filter(project=project, status__in=ACTIVE).values_list("tag", flat=True))
+    stale = sorted(tag for tag in present if tag in own_tags(project) and tag not in keep)
+    if not stale:
+        return "clean"
+    pending = []
+    for tag in stale:
+        try:
+            deleted = label_studio.delete_model_version(ls_id, tag, timeout=CLEANUP_REQUEST_SECONDS)
             logger.info("scoring_old_tag_deleted project=%s tag=%s predictions=%s", ls_id, tag, deleted)
+        except label_studio.LabelStudioError as exc:
+            logger.info("scoring_old_tag_deleting project=%s tag=%s predictions=%s (%s)", ls_id, tag,
+                        present[tag], exc)
+            pending.append(tag)
+    if pending and attempt < CLEANUP_CHECKS:
+        _request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1)
+    return f"deleting {pending}" if pending else f"deleted {stale}"
 
 
 def own_tags(project: Project) -> set[str]:
