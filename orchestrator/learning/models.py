@@ -187,7 +187,8 @@ class ScoringPolicy(models.Model):
                                 "also serves the most informative task next.",
     )
     chunk_size = models.PositiveIntegerField(
-        default=1000, help_text="Predictions per bulk import request (Label Studio's own batch is 1,000).",
+        default=5000, help_text="Most predictions per bulk import request. Requests start at 1,000 (or this, if "
+                                "smaller) and grow while Label Studio answers within seconds.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

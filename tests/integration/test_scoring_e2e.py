@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 
 import numpy as np
 import pytest
@@ -250,5 +251,7 @@ def test_new_tasks_and_the_schedule_push_predictions(tmp_path, redis_server, lab
             "print(json.dumps({'task': t.task, 'args': t.args, 'every': t.interval.every}))"))
         assert schedule == {"task": "orchestrator.learning.tasks.rescore_project", "args": f"[{pid}]", "every": 3}
         assert ls.api("GET", f"/api/projects/{pid}")["model_version"] == tag
+        # Jobs run below the web processes' CPU priority (ALO_WORKER_NICE, default 10).
+        assert os.getpriority(os.PRIO_PROCESS, loop.worker.pid) - os.getpriority(os.PRIO_PROCESS, 0) == 10
     finally:
         stop_loop(loop)

@@ -141,7 +141,7 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
 
     assert run.status == ScoringRun.Status.SUCCEEDED and run.tag == version.version
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2497}
-    assert run.done == run.total == 2497 and fake_ls.imports == 3  # chunks of 1,000
+    assert run.done == run.total == 2497 and fake_ls.imports == 2  # 1,000, then 2,000 (quick answers)
     assert fake_ls.project == {"model_version": version.version, "sampling": "Uncertainty sampling"}
     assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": scoring.queue_view_data(
         "Active learning queue")}]
@@ -157,7 +157,7 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
 
 
 def test_lost_answers_and_an_outage_end_with_exactly_one_prediction_after_the_rerun(trained_sms_project, fake_ls,
-                                                                                      queued):
+                                                                                      queued, monkeypatch):
     project, version = trained_sms_project
     ScoringPolicy.objects.filter(project=project).update(chunk_size=300)
     # Applied but reported failed twice, refused once, then down for longer than the retries.
@@ -301,3 +301,13 @@ def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_p
     assert scoring.clean_up(project.pk, 1) == f"deleted ['{first.tag}']"
     assert scoring.clean_up(project.pk, 2) == "clean"
     assert fake_ls.model_versions(0) == {second.tag: 2500}
+
+
+@pytest.mark.parametrize("chunk, seconds, after", [
+    (1000, 2.0, 2000), (4000, 2.0, 5000), (1000, 12.0, 1000), (1000, 25.0, 500), (150, 40.0, 100),
+])
+def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, seconds, after):
+    ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=chunk,
+                           max_chunk=5000)
+    ctx.adapt(seconds)
+    assert ctx.chunk == after

@@ -50,6 +50,10 @@ ACTIVE = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
 CLEANUP_REQUEST_SECONDS = 20.0
 CLEANUP_RECHECK_SECONDS = 60.0
 CLEANUP_CHECKS = 30
+# Chunks start at FIRST_CHUNK (at most the policy's chunk_size), grow while imports take
+# under FAST and shrink above SLOW seconds, between MIN_CHUNK and the policy's chunk_size.
+FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 8.0, 20.0
+FIRST_CHUNK, MIN_CHUNK = 1000, 100
 HTTP_PHASES = frozenset({"read", "push", "verify", "switch", "cleanup"})
 
 
@@ -197,6 +201,20 @@ class _Context:
     model: TextClassifier
     timings: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
+    chunk: int = 1000
+    max_chunk: int = 5000
+
+    def adapt(self, seconds: float) -> None:
+        """Size the next chunk from how long the last import took.
+
+        Without Redis, Label Studio recomputes the counters of every task of the project on
+        each import: a cost per request that grows with the project. Larger chunks spread
+        it while requests stay short; slow requests get smaller ones.
+        """
+        if seconds < FAST_IMPORT_SECONDS:
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+        elif seconds > SLOW_IMPORT_SECONDS:
+            self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
 
     def timed(self, phase: str, call: Callable[[], Any]) -> Any:
         started = time.perf_counter()
@@ -276,8 +294,10 @@ def _context(run: ScoringRun) -> _Context:
     serving = Serving(project_pk=project.pk, ls_project_id=project.ls_project_id, version=run.tag, backend=backend,
                       model=model, strategy=project.strategy, strategy_params=dict(project.strategy_params or {}),
                       fetched_at=time.monotonic())
-    return _Context(run=run, project=project, policy=policy_of(project), serving=serving, model=model,
-                    timings=dict(run.timings or {}))
+    policy = policy_of(project)
+    return _Context(run=run, project=project, policy=policy, serving=serving, model=model,
+                    timings=dict(run.timings or {}), chunk=min(FIRST_CHUNK, policy.chunk_size),
+                    max_chunk=policy.chunk_size)
 
 
 def _save(run: ScoringRun, **fields: Any) -> None:
@@ -300,13 +320,24 @@ def _read_chunk(ctx: _Context, after_id: int, through_id: int | None = None) -> 
     run = ctx.run
     tasks, total = ctx.timed("read", lambda: _ls(
         lambda: label_studio.unlabeled_tasks(ctx.project.ls_project_id, after_id=after_id, through_id=through_id,
-                                             limit=ctx.policy.chunk_size),
+                                             limit=ctx.chunk),
         f"listing unlabeled tasks of project {ctx.project.ls_project_id}"))
     if through_id is None and after_id == run.cursor:  # everything past the cursor: the rest to do
         expected = run.done + total
         if expected != run.total:
             _save(run, total=expected)
     return tasks
+
+
+def _read_range(ctx: _Context, after_id: int, through_id: int) -> list[dict[str, Any]]:
+    """Every unlabeled task in (after_id, through_id], however many chunks that takes."""
+    out: list[dict[str, Any]] = []
+    while True:
+        tasks = _read_chunk(ctx, after_id, through_id)
+        if not tasks:
+            return out
+        out += tasks
+        after_id = max(int(t["id"]) for t in tasks)
 
 
 def _score_stream(ctx: _Context) -> None:
@@ -352,10 +383,11 @@ def _score_pool(ctx: _Context) -> None:
     priorities = ctx.timed("score", lambda: strategies.priorities(
         ctx.project.strategy, probabilities=pool_probabilities, features=np.concatenate(features),
         labeled_features=labeled_features, **params))
-    chunk = ctx.policy.chunk_size
-    for start in range(0, len(pool_ids), chunk):
+    start = 0
+    while start < len(pool_ids):
         _check_current(run)
-        window = slice(start, start + chunk)
+        window = slice(start, start + ctx.chunk)
+        start += ctx.chunk
         _push_chunk(ctx, pool_ids[window].tolist(), pool_probabilities[window], priorities[window])
 
 
@@ -423,9 +455,11 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
         if not predictions:
             return
         try:
+            started = time.perf_counter()
             created = ctx.timed("push", lambda: label_studio.import_predictions(ctx.project.ls_project_id,
                                                                                  predictions))
             ctx.dropped += max(0, len(predictions) - created)
+            ctx.adapt(time.perf_counter() - started)
             return
         except label_studio.LabelStudioError as exc:
             status = exc.status_code
@@ -460,7 +494,7 @@ def _settle_inflight(ctx: _Context) -> None:
     logger.info("scoring_inflight run=%s range=(%s, %s] unlabeled=%s missing=%s", run.pk, run.cursor, through,
                 len(tags), len(missing))
     if missing:
-        tasks = [t for t in _read_chunk(ctx, run.cursor, through) if int(t["id"]) in missing]
+        tasks = [t for t in _read_range(ctx, run.cursor, through) if int(t["id"]) in missing]
         ids = [int(t["id"]) for t in tasks]
         probabilities = ctx.model.predict_proba(ctx.serving.backend.texts(tasks, _fetch()))
         _import(ctx, _predictions(ctx, ids, probabilities, model_priorities(ctx.serving, probabilities, ids)), through)
