@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,11 @@ from tests.support.redis import RedisServer  # noqa: E402
 
 @contextlib.contextmanager
 def running_stack(name: str) -> Iterator[tuple[LabelStudioServer, Loop]]:
-    """Label Studio 1.23.2, Redis, the service and a Celery worker (with beat), stopped on exit."""
+    """Label Studio 1.23.2, Redis, the service and a Celery worker (with beat), stopped on exit.
+
+    SIGTERM (e.g. `timeout`) stops them too: it is turned into SystemExit, so `finally` runs.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix=f"alo-bench-{name}-") as tmp:
         tmp = Path(tmp)
         ls = LabelStudioServer(tmp / "label-studio")
