@@ -8,8 +8,7 @@ helpers). For each project size N (default 20k and 100k tasks of real SMS texts)
 3. scores and pushes every task with `manage.py score_project` (the job a worker runs, in a
    process of its own: its peak RSS is the worker's), reading the run's phase timings.
 Then the loop latency on a 10k-task project: from the annotation that triggers a training
-to the project's model_version switched to the new push (the queue re-sorted), and
-Label Studio's own "Retrieve predictions" rate on 200 tasks for comparison.
+to the project's model_version switched to the new push (the queue re-sorted).
 
 Run: `python bench/push.py [--sizes 20000,100000] [--chunk 1000] [--latency-size 10000]`.
 """
@@ -158,18 +157,11 @@ def loop_latency(ls, loop, n: int) -> list[tuple[str, str]]:
     latency = time.perf_counter() - t0
     run = last_run(loop, pid)
 
-    # Label Studio's own "Retrieve predictions" (it calls /predict) on 200 tasks, for comparison.
-    sample = [i for i in ids if i not in seed][-200:]
-    t0 = time.perf_counter()
-    ls.api("POST", "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": pid},
-           json={"selectedItems": {"all": False, "included": sample}})
-    retrieve = len(sample) / (time.perf_counter() - t0)
     return [
         (f"loop latency, {n:,} tasks", f"{latency:.1f} s from the annotation to the queue sorted by the new "
                                        f"version (target <= 60; quiet period 2 s)"),
         ("  of which the push", f"{sum(v for k, v in run['timings'].items() if k != 'slowest_call'):.1f} s "
                                 f"({run['done']:,} tasks)"),
-        ("Label Studio 'Retrieve predictions'", f"{retrieve:.0f} tasks/s (200 tasks, one request)"),
     ]
 
 
