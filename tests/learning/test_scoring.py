@@ -311,3 +311,39 @@ def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, se
                            max_chunk=5000)
     ctx.adapt(seconds)
     assert ctx.chunk == after
+
+
+def test_beat_resumes_a_failed_push_once_it_has_rested(trained_sms_project, fake_ls, queued):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    project, version = trained_sms_project
+    fake_ls.import_faults = ["pass", "fail", "fail", "fail"]
+    run = score_now(project)
+    assert run.status == ScoringRun.Status.FAILED
+    assert scoring.reconcile()["scoring_resumed"] == 0  # too soon
+    ScoringRun.objects.filter(pk=run.pk).update(finished_at=timezone.now() - timedelta(minutes=10))
+    assert scoring.reconcile()["scoring_resumed"] == 1 and queued == [run.pk]
+    scoring.run_scoring(run.pk)
+    run.refresh_from_db()
+    assert run.status == ScoringRun.Status.SUCCEEDED and run.trigger == "resume"
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
+    assert scoring.reconcile()["scoring_resumed"] == 0
+
+
+def test_old_tags_wait_while_a_push_runs(trained_sms_project, fake_ls, queued, monkeypatch):
+    from orchestrator.learning import tasks
+
+    project, version = trained_sms_project
+    first = score_now(project)
+    fake_ls.predictions.append({"task": 1, "model_version": "p7-v0", "score": 0.5, "result": []})
+    ScoringRun.objects.filter(pk=first.pk).update(tag="p7-v0")  # an older tag of ours, still present
+    running = ScoringRun.objects.create(project=project, model_version=version, tag="p7-v1.9", strategy="margin",
+                                        trigger="manual", status=ScoringRun.Status.RUNNING)
+    later = []
+    monkeypatch.setattr(tasks.clean_up_predictions, "apply_async", lambda args, countdown=0: later.append(countdown))
+    assert scoring.clean_up(project.pk) == "after the running push" and later == [scoring.CLEANUP_RECHECK_SECONDS]
+    assert "p7-v0" in fake_ls.model_versions(0)
+    ScoringRun.objects.filter(pk=running.pk).update(status=ScoringRun.Status.SUCCEEDED)
+    assert scoring.clean_up(project.pk) == "deleted ['p7-v0']"

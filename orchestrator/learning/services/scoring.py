@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 import strategies
@@ -47,9 +48,12 @@ PROJECTED_DIMENSIONS = 64
 LABELED_SAMPLE = 2000
 ACTIVE = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
 # Deleting old tags: how long one request may wait, and how often a long deletion is re-checked.
-CLEANUP_REQUEST_SECONDS = 20.0
+CLEANUP_REQUEST_SECONDS = 5.0
 CLEANUP_RECHECK_SECONDS = 60.0
 CLEANUP_CHECKS = 30
+# Beat resumes a failed push of the serving version this long after it failed, up to MAX_ATTEMPTS.
+RESUME_AFTER_SECONDS = 300.0
+MAX_ATTEMPTS = 5
 # Chunks start at FIRST_CHUNK (at most the policy's chunk_size), grow while imports take
 # under FAST and shrink above SLOW seconds, between MIN_CHUNK and the policy's chunk_size.
 FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 8.0, 20.0
@@ -265,8 +269,7 @@ def _execute(run: ScoringRun, owner: str) -> str:
             _score_pool(ctx)
         else:
             _score_stream(ctx)
-        if run.mode == ScoringRun.Mode.FULL:
-            _switch(ctx)
+        switched = run.mode == ScoringRun.Mode.FULL and _switch(ctx)
     except Superseded:
         logger.info("scoring_superseded project=%s run=%s tag=%s", project.ls_project_id, run.pk, run.tag)
         _drop_unswitched_tag(run)
@@ -284,6 +287,8 @@ def _execute(run: ScoringRun, owner: str) -> str:
           timings={k: round(v, 3) for k, v in ctx.timings.items()})
     logger.info("scoring_succeeded project=%s run=%s tag=%s done=%s timings=%s", project.ls_project_id, run.pk,
                 run.tag, run.done, run.timings)
+    if switched:  # the older tags no longer count for the sort: delete them, on their own
+        _request_cleanup(project.pk)
     return ScoringRun.Status.SUCCEEDED
 
 
@@ -501,7 +506,7 @@ def _settle_inflight(ctx: _Context) -> None:
     _save(run, cursor=through, done=run.done + len(tags), high_water=max(run.high_water, through))
 
 
-def _switch(ctx: _Context) -> None:
+def _switch(ctx: _Context) -> bool:
     """Every unlabeled task has the tag: make Label Studio sort by it, then drop older tags."""
     run, project, policy = ctx.run, ctx.project, ctx.policy
     ls_id = project.ls_project_id
@@ -510,7 +515,7 @@ def _switch(ctx: _Context) -> None:
     if not present.get(run.tag):
         # No unlabeled task to carry it: Label Studio refuses a model_version no prediction has.
         logger.info("scoring_nothing_to_switch project=%s tag=%s", ls_id, run.tag)
-        return
+        return False
     fields: dict[str, Any] = {"model_version": run.tag}
     if policy.uncertainty_sampling:
         fields["sampling"] = "Uncertainty sampling"
@@ -519,7 +524,7 @@ def _switch(ctx: _Context) -> None:
     if policy.view_title:
         ctx.timed("switch", lambda: _ls(lambda: ensure_queue_view(ls_id, policy.view_title),
                                         f"saving project {ls_id}'s queue view"))
-    _request_cleanup(project.pk)
+    return True
 
 
 def _request_cleanup(project_pk: int, *, countdown: float = 0.0, attempt: int = 0) -> None:
@@ -543,6 +548,11 @@ def clean_up(project_pk: int, attempt: int = 0) -> str:
     if project is None or not label_studio.is_configured():
         return "nothing to do"
     ls_id = project.ls_project_id
+    if ScoringRun.objects.filter(project=project, status__in=ACTIVE).exists():
+        # A push is running: a long deletion would hold up its imports. Look again later.
+        if attempt < CLEANUP_CHECKS:
+            _request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1)
+        return "after the running push"
     present = label_studio.model_versions(ls_id)
     current = label_studio.get_project(ls_id).get("model_version")
     keep = {current} | set(ScoringRun.objects.filter(project=project, status__in=ACTIVE).values_list("tag", flat=True))
@@ -613,9 +623,19 @@ def _drop_unswitched_tag(run: ScoringRun) -> None:
 
 # --- reconciliation --------------------------------------------------------------------------------
 def reconcile() -> dict[str, int]:
-    """Beat's pass: re-send runs whose message was lost or whose worker died."""
+    """Beat's pass: re-send runs whose message was lost or whose worker died, and resume
+    failed pushes of the serving version a few minutes later (Label Studio may be back)."""
     now = timezone.now()
-    resent = 0
+    resent = resumed = 0
+    retry_before = now - timedelta(seconds=RESUME_AFTER_SECONDS)
+    failed = (ScoringRun.objects.filter(status=ScoringRun.Status.FAILED, finished_at__lt=retry_before,
+                                        attempts__lt=MAX_ATTEMPTS, project__serving=F("model_version"))
+              .values_list("project_id", flat=True).distinct())
+    for project_id in list(failed):
+        latest = ScoringRun.objects.filter(project_id=project_id).order_by("-created_at", "-pk").first()
+        if latest.status == ScoringRun.Status.FAILED:  # nothing newer took over since
+            run = request_scoring(latest.project, trigger="resume", mode=latest.mode)
+            resumed += int(run is not None and run.pk == latest.pk)
     stale = now - timedelta(minutes=2)
     for run in ScoringRun.objects.filter(status__in=ACTIVE).select_related("project"):
         lease_until = run.project.scoring_lease_until
@@ -625,4 +645,4 @@ def reconcile() -> dict[str, int]:
             continue
         _enqueue(run)
         resent += 1
-    return {"scoring_resent": resent}
+    return {"scoring_resent": resent, "scoring_resumed": resumed}
