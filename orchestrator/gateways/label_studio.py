@@ -186,6 +186,7 @@ def _retryable(exc: BaseException) -> bool:
 
 # --- scoring: unlabeled tasks, predictions, the project's version and views -----------------------
 UNLABELED = {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}
+LABELED = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
 
 
 def _id_filter(operator: str, value: int) -> dict[str, Any]:
@@ -202,24 +203,24 @@ def unlabeled_tasks(ls_project_id: int, *, after_id: int, through_id: int | None
     items = [UNLABELED, _id_filter("greater", after_id)]
     if through_id is not None:
         items.append(_id_filter("less_or_equal", through_id))
-    query = {"filters": {"conjunction": "and", "items": items}, "ordering": ["tasks:id"]}
-    params = {"project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
-              "query": json.dumps(query)}
-    if fields:
-        params["fields"] = fields
-    body = _request("GET", "api/tasks/", params=params).json()
+    body = _first_page(ls_project_id, items, "tasks:id", limit=limit, include=include, fields=fields)
     return list(body.get("tasks") or []), int(body.get("total") or 0)
 
 
 def labeled_tasks(ls_project_id: int, *, limit: int, include: str = "id,data") -> list[dict[str, Any]]:
     """Up to `limit` tasks with annotations, the most recent first (one request)."""
-    labeled = {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0}
-    query = {"filters": {"conjunction": "and", "items": [labeled]}, "ordering": ["-tasks:id"]}
-    body = _request("GET", "api/tasks/", params={
-        "project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
-        "query": json.dumps(query),
-    }).json()
-    return list(body.get("tasks") or [])
+    return list(_first_page(ls_project_id, [LABELED], "-tasks:id", limit=limit, include=include).get("tasks") or [])
+
+
+def _first_page(ls_project_id: int, items: list[dict[str, Any]], ordering: str, *, limit: int, include: str,
+                fields: str | None = None) -> dict[str, Any]:
+    """Page 1 of the project's tasks matching all Data Manager filter `items`, in `ordering`."""
+    query = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
+    params = {"project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
+              "query": json.dumps(query)}
+    if fields:
+        params["fields"] = fields
+    return _request("GET", "api/tasks/", params=params).json()
 
 
 def prediction_versions(ls_project_id: int, *, after_id: int, through_id: int) -> dict[int, list[str]]:

@@ -181,9 +181,7 @@ class _Registry:
                 return None
             with self._lock:
                 self._failed.pop(uri, None)
-                self._models[uri] = model
-                while len(self._models) > MODEL_CACHE_SIZE:
-                    self._models.popitem(last=False)
+            self.put_model(uri, model)
             return model
 
     def load(self, uri: str, backend: TextClassificationBackend) -> TextClassifier:
@@ -195,9 +193,12 @@ class _Registry:
         return model
 
     def put_model(self, uri: str, model: TextClassifier) -> None:
-        """Seed the cache with a model this process just trained (saves a load)."""
+        """Cache a model (loaded, or just trained: saves a load), keeping the newest MODEL_CACHE_SIZE."""
         with self._lock:
             self._models[uri] = model
+            self._models.move_to_end(uri)
+            while len(self._models) > MODEL_CACHE_SIZE:
+                self._models.popitem(last=False)
 
 
 registry = _Registry()

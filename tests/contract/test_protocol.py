@@ -392,38 +392,28 @@ def test_extra_params_set_the_training_policy_once(client):
     assert TrainingPolicy.objects.get(pk=policy.pk).retrain_every == 7
 
 
-@pytest.mark.parametrize("training, words", [
-    ({"retrain_evry": 5}, ["retrain_evry", "retrain_every"]),
-    ({"min_annotations": -1}, ["min_annotations", "non-negative"]),
-    ({"min_annotations": 2.5}, ["min_annotations", "int"]),
-    ({"auto_train": "yes"}, ["auto_train", "bool"]),
-    ({"promotion": "sometimes"}, ["promotion", "if_not_worse"]),
-    ("often", ["training", "object"]),
+@pytest.mark.parametrize("section, value, words", [
+    ("training", {"retrain_evry": 5}, ["retrain_evry", "retrain_every"]),
+    ("training", {"min_annotations": -1}, ["min_annotations", "non-negative"]),
+    ("training", {"min_annotations": 2.5}, ["min_annotations", "int"]),
+    ("training", {"auto_train": "yes"}, ["auto_train", "bool"]),
+    ("training", {"promotion": "sometimes"}, ["promotion", "if_not_worse"]),
+    ("training", "often", ["training", "object"]),
+    ("scoring", {"chunk_size": 0}, ["chunk_size", "between 1 and 5000"]),
+    ("scoring", {"chunk_size": 20000}, ["chunk_size", "5000"]),
+    ("scoring", {"auto_push": 1}, ["auto_push", "bool"]),
+    ("scoring", {"view_title": 3}, ["view_title", "str"]),
+    ("scoring", {"chunk": 500}, ["chunk", "chunk_size"]),
 ])
-def test_extra_params_with_a_bad_training_policy_are_refused(client, training, words):
+def test_extra_params_with_a_bad_policy_are_refused(client, section, value, words):
     from orchestrator.learning.models import Project
 
-    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": {"training": training}}
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": {section: value}}
     response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
     assert response.status_code == 400
     detail = orjson.loads(response.content)["detail"]
     assert all(word in detail for word in words), detail
     assert not Project.objects.filter(ls_project_id=4).exists()
-
-
-@pytest.mark.parametrize("scoring, words", [
-    ({"chunk_size": 0}, ["chunk_size", "between 1 and 5000"]),
-    ({"chunk_size": 20000}, ["chunk_size", "5000"]),
-    ({"auto_push": 1}, ["auto_push", "bool"]),
-    ({"view_title": 3}, ["view_title", "str"]),
-    ({"chunk": 500}, ["chunk", "chunk_size"]),
-])
-def test_extra_params_with_a_bad_scoring_policy_are_refused(client, scoring, words):
-    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": {"scoring": scoring}}
-    response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
-    assert response.status_code == 400
-    detail = orjson.loads(response.content)["detail"]
-    assert all(word in detail for word in words), detail
 
 
 def test_extra_params_set_the_scoring_policy(client):

@@ -20,14 +20,18 @@ from tests.support.processes import ManagedProcess, free_port, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
-    server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"))
+def _running(server):
+    """Start a server for a fixture and stop it afterwards, whatever happened."""
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    yield from _running(LabelStudioServer(tmp_path_factory.mktemp("label-studio")))
 
 
 @dataclass
@@ -117,12 +121,7 @@ _redis_db = iter(range(1, 16))
 def redis_server(tmp_path_factory):
     from tests.support.redis import RedisServer
 
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _running(RedisServer(tmp_path_factory.mktemp("redis")))
 
 
 @dataclass

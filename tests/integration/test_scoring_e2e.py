@@ -36,6 +36,13 @@ def import_tasks(ls, project_id: int, rows) -> None:
                json=[{"text": text, "truth": label} for label, text in rows[start:start + 2000]])
 
 
+def new_project(ls, title: str, rows) -> int:
+    """A Label Studio project with the SMS config and one task per row; its id."""
+    pid = ls.api("POST", "/api/projects", json={"title": title, "label_config": SMS_CONFIG})["id"]
+    import_tasks(ls, pid, rows)
+    return pid
+
+
 def all_tasks(ls, project_id: int) -> list[dict]:
     tasks, page = [], 1
     while True:
@@ -127,9 +134,7 @@ def test_every_unlabeled_task_is_scored_and_the_queue_follows_the_newest_model(t
     loop = start_loop(tmp_path, redis_server, ls)
     try:
         rows = sms_texts(2000)
-        project = ls.api("POST", "/api/projects", json={"title": "push e2e", "label_config": SMS_CONFIG})
-        pid = project["id"]
-        import_tasks(ls, pid, rows)
+        pid = new_project(ls, "push e2e", rows)
         tasks = all_tasks(ls, pid)
         connect(ls, loop, pid, {"min_annotations": 10, "retrain_every": 1000, "quiet_seconds": 3})
         truth = {t["id"]: label for t, (label, _) in zip(tasks, rows)}
@@ -189,9 +194,7 @@ def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_p
                                                    "LABEL_STUDIO_RETRY_BACKOFF": "0.2", "LABEL_STUDIO_RETRIES": "3"})
     try:
         rows = sms_texts(3000)
-        project = ls.api("POST", "/api/projects", json={"title": "push faults", "label_config": SMS_CONFIG})
-        pid = project["id"]
-        import_tasks(ls, pid, rows)
+        pid = new_project(ls, "push faults", rows)
         connect(ls, loop, pid, {"auto_train": False})
         loop.service.shell(
             "from orchestrator.learning.models import Project, ScoringPolicy; "
@@ -225,9 +228,7 @@ def test_new_tasks_and_the_schedule_push_predictions(tmp_path, redis_server, lab
     loop = start_loop(tmp_path, redis_server, ls)
     try:
         rows = sms_texts(400)
-        project = ls.api("POST", "/api/projects", json={"title": "push triggers", "label_config": SMS_CONFIG})
-        pid = project["id"]
-        import_tasks(ls, pid, rows[:300])
+        pid = new_project(ls, "push triggers", rows[:300])
         connect(ls, loop, pid, {"auto_train": False})
         tag = train_from_sample(loop, pid, tmp_path)
         wait_for(lambda: pushed(loop, pid, tag, "promotion"), timeout=120, what="the push after promotion")

@@ -347,3 +347,14 @@ def test_old_tags_wait_while_a_push_runs(trained_sms_project, fake_ls, queued, m
     assert "p7-v0" in fake_ls.model_versions(0)
     ScoringRun.objects.filter(pk=running.pk).update(status=ScoringRun.Status.SUCCEEDED)
     assert scoring.clean_up(project.pk) == "deleted ['p7-v0']"
+
+
+def test_a_long_lived_worker_keeps_only_the_newest_models(monkeypatch):
+    from orchestrator.learning import serving
+
+    monkeypatch.setattr(serving, "MODEL_CACHE_SIZE", 3)
+    cache = serving._Registry()
+    for i in range(5):
+        cache.put_model(f"models:/m/{i}", object())  # trained here, or loaded by a push
+    cache.put_model("models:/m/2", object())  # used again: the newest
+    assert list(cache._models) == ["models:/m/3", "models:/m/4", "models:/m/2"]

@@ -66,8 +66,7 @@ class Superseded(Exception):
 
 
 def policy_of(project: Project) -> ScoringPolicy:
-    policy = ScoringPolicy.objects.filter(project=project).first()
-    return policy or ScoringPolicy.objects.get_or_create(project=project)[0]
+    return ScoringPolicy.objects.get_or_create(project=project)[0]
 
 
 def servable(project: Project) -> ModelVersion | None:
@@ -120,7 +119,8 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
         _supersede(active, "a full run replaced it")
     failed = runs.filter(status=ScoringRun.Status.FAILED, mode=ScoringRun.Mode.FULL, model_version=version,
                          strategy=project.strategy).order_by("-created_at").first()
-    if failed is not None and (last_pushed(project) is None or failed.created_at > last_pushed(project).created_at):
+    pushed = last_pushed(project) if failed is not None else None
+    if failed is not None and (pushed is None or failed.created_at > pushed.created_at):
         return _resume(failed, trigger, countdown, enqueue)
     run = ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(version), mode=mode,
                                     strategy=project.strategy, trigger=trigger)
