@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -193,17 +193,15 @@ def _id_filter(operator: str, value: int) -> dict[str, Any]:
     return {"filter": "filter:tasks:id", "operator": operator, "type": "Number", "value": int(value)}
 
 
-def unlabeled_tasks(ls_project_id: int, *, after_id: int, through_id: int | None = None, limit: int = 1000,
-                    include: str = "id,data", fields: str | None = None) -> tuple[list[dict[str, Any]], int]:
+def unlabeled_tasks(ls_project_id: int, *, after_id: int, limit: int = 1000,
+                    include: str = "id,data") -> tuple[list[dict[str, Any]], int]:
     """Up to `limit` tasks without annotations whose id is above `after_id`, by id; and how many match.
 
     Keyset paging (always page 1 of "id > last seen") stays correct while tasks are being
     labeled or created, where page numbers would skip or repeat tasks.
     """
-    items = [UNLABELED, _id_filter("greater", after_id)]
-    if through_id is not None:
-        items.append(_id_filter("less_or_equal", through_id))
-    body = _first_page(ls_project_id, items, "tasks:id", limit=limit, include=include, fields=fields)
+    body = _first_page(ls_project_id, [UNLABELED, _id_filter("greater", after_id)], "tasks:id", limit=limit,
+                       include=include)
     return list(body.get("tasks") or []), int(body.get("total") or 0)
 
 
@@ -213,30 +211,36 @@ def labeled_tasks(ls_project_id: int, *, limit: int, include: str = "id,data") -
 
 
 def _first_page(ls_project_id: int, items: list[dict[str, Any]], ordering: str, *, limit: int, include: str,
-                fields: str | None = None) -> dict[str, Any]:
-    """Page 1 of the project's tasks matching all Data Manager filter `items`, in `ordering`."""
-    query = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
+                fields: str | None = None, selected: Sequence[int] | None = None) -> dict[str, Any]:
+    """Page 1 of the project's tasks matching all Data Manager filter `items`, in `ordering`
+    (only the `selected` task ids, when given)."""
+    query: dict[str, Any] = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
+    if selected is not None:
+        query["selectedItems"] = {"all": False, "included": [int(i) for i in selected]}
     params = {"project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
-              "query": json.dumps(query)}
+              "query": json.dumps(query, separators=(",", ":"))}
     if fields:
         params["fields"] = fields
     return _request("GET", "api/tasks/", params=params).json()
 
 
-def prediction_versions(ls_project_id: int, *, after_id: int, through_id: int) -> dict[int, list[str]]:
-    """For each unlabeled task in (after_id, through_id]: the model_version of each of its predictions."""
+def prediction_versions(ls_project_id: int, task_ids: Sequence[int], *, batch: int = 500) -> dict[int, list[str]]:
+    """For each of these tasks still unlabeled: the model_version of each of its predictions.
+
+    The tasks are named in the Data Manager's `selectedItems`, `batch` at a time, so the
+    query string stays a few kilobytes (proxies often refuse request lines over 8 KB).
+    """
     out: dict[int, list[str]] = {}
-    cursor = after_id
-    while True:
+    wanted = sorted({int(i) for i in task_ids})
+    for start in range(0, len(wanted), batch):
+        chunk = wanted[start:start + batch]
         # Predictions come only with fields=all; include trims the rest away.
-        tasks, _ = unlabeled_tasks(ls_project_id, after_id=cursor, through_id=through_id, limit=500,
-                                   include="id,predictions", fields="all")
-        if not tasks:
-            return out
-        for task in tasks:
+        body = _first_page(ls_project_id, [UNLABELED], "tasks:id", limit=len(chunk), include="id,predictions",
+                           fields="all", selected=chunk)
+        for task in body.get("tasks") or []:
             out[int(task["id"])] = [str(p.get("model_version") or "") for p in task.get("predictions") or []
                                     if isinstance(p, dict)]
-        cursor = max(int(t["id"]) for t in tasks)
+    return out
 
 
 def import_predictions(ls_project_id: int, predictions: list[dict[str, Any]]) -> int:

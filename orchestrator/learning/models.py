@@ -202,12 +202,14 @@ class ScoringPolicy(models.Model):
 class ScoringRun(models.Model):
     """One scoring job: predictions of one version pushed to a project's unlabeled tasks.
 
-    `tag` is the `model_version` the predictions carry in Label Studio. A full run scores
-    every unlabeled task under a tag no task carries yet and, once all are pushed, makes
-    it the project's `model_version` and deletes the service's older tags. An incremental
-    run adds the current tag to tasks created since (ids above `high_water`).
-    Progress is kept chunk by chunk (`cursor`: every unlabeled task with an id up to it has
-    the tag), so a rerun resumes where a failure stopped it.
+    `tag` is the `model_version` the predictions carry in Label Studio. A run first scores
+    its pool (every unlabeled task with an id above `high_water`: all of them for a full
+    run, the ones created since the last push for an incremental one), then pushes it most
+    informative first. A full run tags predictions with a tag no task carries yet, makes it
+    the project's `model_version` as soon as the first chunk landed (tasks not pushed yet
+    have no score and sort last), and deletes the service's older tags once it completed.
+    Progress is kept chunk by chunk (`cursor`: a position in the stored pool), so a rerun
+    resumes where a failure stopped it.
     """
 
     class Status(models.TextChoices):
@@ -228,19 +230,24 @@ class ScoringRun(models.Model):
     strategy = models.CharField(max_length=64)
     trigger = models.CharField(max_length=32, help_text="promotion, manual, schedule, tasks_created or resume.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    total = models.PositiveIntegerField(default=0, help_text="Unlabeled tasks to score (Label Studio's count at start).")
+    total = models.PositiveIntegerField(default=0, help_text="Unlabeled tasks to score (the pools read so far).")
     done = models.PositiveIntegerField(default=0, help_text="Tasks that carry the tag so far.")
-    cursor = models.BigIntegerField(default=0, help_text="Every unlabeled task with an id up to this has the tag.")
-    inflight_through = models.BigIntegerField(
-        default=0, help_text="A chunk up to this task id was sent; whether it landed is checked on resume.",
+    cursor = models.BigIntegerField(
+        default=0, help_text="Position in the stored pool (most informative first) up to which every task has the tag.",
     )
-    high_water = models.BigIntegerField(default=0, help_text="The highest task id this run saw.")
+    inflight_through = models.BigIntegerField(
+        default=0, help_text="Pool positions up to this were sent; whether they landed is checked on resume.",
+    )
+    high_water = models.BigIntegerField(default=0, help_text="The highest task id this run's pools reached.")
     attempts = models.PositiveIntegerField(default=0, help_text="Executions of this run (resumes included).")
     owner = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds spent reading, scoring and pushing.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    switched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Label Studio started sorting by this run's tag (after its first chunk).",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -249,6 +256,22 @@ class ScoringRun(models.Model):
 
     def __str__(self) -> str:
         return f"scoring {self.tag} of {self.project} ({self.status})"
+
+
+class ScoringPool(models.Model):
+    """A run's scored pool in push order: task ids, probabilities and priorities (compressed numpy).
+
+    Kept apart from the run so listing runs never reads it; deleted once fully pushed.
+    About 20 bytes per task for a two-class model: 2 MB at 100k tasks.
+    """
+
+    run = models.OneToOneField(ScoringRun, on_delete=models.CASCADE, primary_key=True, related_name="pool")
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"pool of {self.size} tasks for run {self.run_id}"
 
 
 class WebhookEvent(models.Model):

@@ -12,7 +12,7 @@ import pytest
 
 import strategies
 from orchestrator.gateways import label_studio
-from orchestrator.learning.models import ScoringPolicy, ScoringRun
+from orchestrator.learning.models import ScoringPolicy, ScoringPool, ScoringRun
 from orchestrator.learning.services import scoring
 from orchestrator.learning.services.training import train_model_version
 from tests.conftest import SMS_POOL, sms_rows
@@ -29,24 +29,24 @@ class FakeLabelStudio:
     views: list[dict] = field(default_factory=list)
     import_faults: list[str] = field(default_factory=list)  # per import call: pass | lost | fail
     imports: int = 0
+    reads: int = 0
+    verified: int = 0
     on_import: object = None
+    project_at_import: list = field(default_factory=list)  # the project's model_version as each import began
 
-    def unlabeled_tasks(self, ls_project_id, *, after_id, through_id=None, limit=1000, include="id,data", fields=None):
-        ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id
-                     and (through_id is None or i <= through_id))
-        page = [{"id": i, "data": {"text": self.texts[i]}} for i in ids[:limit]]
-        if "predictions" in include:
-            for task in page:
-                task["predictions"] = [p for p in self.predictions if p["task"] == task["id"]]
-        return page, len(ids)
+    def unlabeled_tasks(self, ls_project_id, *, after_id, limit=1000, include="id,data"):
+        ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id)
+        self.reads += 1
+        return [{"id": i, "data": {"text": self.texts[i]}} for i in ids[:limit]], len(ids)
 
-    def prediction_versions(self, ls_project_id, *, after_id, through_id):
-        tasks, _ = self.unlabeled_tasks(ls_project_id, after_id=after_id, through_id=through_id, limit=10**9,
-                                        include="id,predictions")
-        return {t["id"]: [p["model_version"] for p in t["predictions"]] for t in tasks}
+    def prediction_versions(self, ls_project_id, task_ids, batch=500):
+        self.verified += len(task_ids)
+        wanted = {i for i in task_ids if i in self.texts and i not in self.labeled}
+        return {i: [p["model_version"] for p in self.predictions if p["task"] == i] for i in sorted(wanted)}
 
     def import_predictions(self, ls_project_id, predictions):
         self.imports += 1
+        self.project_at_import.append(self.project["model_version"])
         fault = self.import_faults.pop(0) if self.import_faults else "pass"
         if fault == "fail":
             raise label_studio.LabelStudioError("POST import/predictions answered 503", status_code=503)
@@ -141,7 +141,14 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
 
     assert run.status == ScoringRun.Status.SUCCEEDED and run.tag == version.version
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2497}
-    assert run.done == run.total == 2497 and fake_ls.imports == 2  # 1,000, then 2,000 (quick answers)
+    assert run.done == run.total == 2497 and fake_ls.imports == 3  # 500, then 1,000, 997 (quick answers)
+    # Most informative first: Label Studio sorts by the tag as soon as the first chunk landed,
+    # and that chunk holds the 500 lowest scores of all.
+    assert fake_ls.project_at_import == ["AL orchestrator", run.tag, run.tag] and run.switched_at is not None
+    first_chunk = [p["score"] for p in fake_ls.predictions if p["model_version"] == run.tag][:500]
+    everything = sorted(p["score"] for p in fake_ls.predictions if p["model_version"] == run.tag)
+    assert sorted(first_chunk) == everything[:500] and first_chunk == sorted(first_chunk)
+    assert not ScoringPool.objects.filter(run=run).exists()  # dropped once pushed
     assert fake_ls.project == {"model_version": version.version, "sampling": "Uncertainty sampling"}
     assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": scoring.queue_view_data(
         "Active learning queue")}]
@@ -164,30 +171,50 @@ def test_lost_answers_and_an_outage_end_with_exactly_one_prediction_after_the_re
     fake_ls.import_faults = ["pass", "lost", "pass", "fail", "lost", "pass", "fail", "fail", "fail"]
     run = score_now(project)
     assert run.status == ScoringRun.Status.FAILED and "503" in run.error
-    assert 0 < run.cursor < 2500 and fake_ls.project["model_version"] == "AL orchestrator"
+    assert 0 < run.cursor < 2500 and ScoringPool.objects.get(run=run).size == 2500  # kept for the resume
+    # The head of the queue already sorts by the new tag; the tasks not pushed yet sort last.
+    assert fake_ls.project["model_version"] == run.tag
     assert set(fake_ls.tags_per_unlabeled_task(run.tag)) <= {0, 1}  # nothing doubled so far
 
     rerun = scoring.request_scoring(project, trigger="manual", enqueue=False)
     assert rerun.pk == run.pk  # the failed run resumes under its tag
+    reads = fake_ls.reads
     scoring.run_scoring(rerun.pk)
+    assert fake_ls.reads == reads + 1  # the stored pool, not a second scoring; one look for newer tasks
     rerun.refresh_from_db()
     assert rerun.status == ScoringRun.Status.SUCCEEDED and rerun.attempts == 2
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
     assert fake_ls.project["model_version"] == run.tag
 
 
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL: nothing in the job catches it."""
+
+
 def test_a_chunk_sent_by_a_worker_that_died_is_checked_before_anything_is_sent_again(trained_sms_project, fake_ls,
                                                                                        queued):
     project, version = trained_sms_project
+    ScoringPolicy.objects.filter(project=project).update(chunk_size=1000)  # chunks: 500, 1000, 1000
     run = scoring.request_scoring(project, trigger="manual", enqueue=False)
-    # The dead worker had confirmed tasks up to 1000 and sent 1001..2000, which landed for the first 400.
-    fake_ls.predictions += [{"task": i, "model_version": run.tag, "score": 0.5, "result": []} for i in range(1, 1401)]
-    ScoringRun.objects.filter(pk=run.pk).update(status=ScoringRun.Status.RUNNING, cursor=1000, done=1000,
-                                                inflight_through=2000)
-    scoring.run_scoring(run.pk)
+
+    def die_during_the_second_chunk():
+        if fake_ls.imports == 2:  # Label Studio had stored 400 of its 1,000 when the worker died
+            del fake_ls.predictions[-600:]
+            raise WorkerKilled()
+
+    fake_ls.on_import = die_during_the_second_chunk
+    with pytest.raises(WorkerKilled):
+        scoring.run_scoring(run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.cursor, run.inflight_through, run.done) == (ScoringRun.Status.RUNNING, 500, 1500, 500)
+
+    fake_ls.on_import = None
+    scoring.run_scoring(run.pk)  # the redelivered message
     run.refresh_from_db()
     assert run.status == ScoringRun.Status.SUCCEEDED and run.done == 2500
+    assert fake_ls.verified == 1000  # the unconfirmed chunk's tasks, by id
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
+    assert fake_ls.imports == 4  # the 600 missing, then the last 1,000
 
 
 def test_a_new_version_supersedes_the_running_push_and_removes_its_partial_tag(trained_sms_project, fake_ls, queued):
@@ -238,7 +265,7 @@ def test_new_tasks_get_the_current_tag_and_the_schedule_only_rescores_what_can_c
         fake_ls.texts[i] = f"new message number {i}, call now to win"
     assert scoring.scheduled_mode(project) == ScoringRun.Mode.INCREMENTAL
     incremental = score_now(project, mode=ScoringRun.Mode.INCREMENTAL)
-    assert incremental.tag == full.tag and incremental.cursor == 2550 and incremental.done == 50
+    assert incremental.tag == full.tag and incremental.high_water == 2550 and incremental.done == 50
     assert fake_ls.tags_per_unlabeled_task(full.tag) == {1: 2550}
 
     project.strategy = "ranked_batch"
@@ -251,6 +278,19 @@ def test_new_tasks_get_the_current_tag_and_the_schedule_only_rescores_what_can_c
     scores = sorted(p["score"] for p in fake_ls.predictions if p["model_version"] == ranked.tag)
     assert len(scores) == 2545 and np.allclose(scores, np.arange(2545) / 2545, atol=1e-6)
     assert fake_ls.model_versions(0) == {ranked.tag: 2545}
+
+
+def test_tasks_created_while_the_pool_is_pushed_are_scored_by_the_same_run(trained_sms_project, fake_ls, queued):
+    project, version = trained_sms_project
+
+    def import_more_tasks():
+        if fake_ls.imports == 1:
+            fake_ls.texts.update({i: f"free entry {i}: text WIN to claim your prize" for i in range(2501, 2521)})
+
+    fake_ls.on_import = import_more_tasks
+    run = score_now(project)
+    assert run.status == ScoringRun.Status.SUCCEEDED and run.done == run.total == 2520 and run.high_water == 2520
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2520}
 
 
 def test_tasks_created_queues_one_incremental_run_for_a_burst(trained_sms_project, fake_ls, queued, client):

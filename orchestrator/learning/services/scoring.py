@@ -1,23 +1,29 @@
 """The push loop: score every unlabeled task with the serving version, push to Label Studio.
 
 Label Studio's Data Manager sorts by "Prediction score" only over predictions whose
-`model_version` equals the project's `model_version` (see the README). So a full run:
-1. pages through the tasks without annotations, by id (keyset: "id > last seen", page 1),
-   predicts a chunk, turns the strategy's priority into a score (`1 - priority`: ascending
-   = most informative first) and bulk-imports the chunk under a new tag;
-2. when every unlabeled task carries the tag, makes it the project's `model_version`,
-   keeps the "Active learning queue" view ordered by score, and deletes the service's
-   older tags (never a version the service did not create).
-Until the switch the previous tag keeps ordering the queue.
+`model_version` equals the project's `model_version` (see the README). A run:
+1. scores its pool: pages through the tasks without annotations by id (keyset: "id > last
+   seen", page 1), predicts each page and keeps only ids, probabilities and the strategy's
+   priorities (batch-aware strategies rank the whole pool at the end), then stores the
+   pool sorted most informative first;
+2. pushes the pool in that order, chunk by chunk, under the run's tag, with
+   `score = 1 - priority` (ascending = most informative first);
+3. (full runs) makes the tag the project's `model_version` as soon as the first chunk
+   landed, so the head of the "Active learning queue" view is the new version's within
+   seconds; tasks not pushed yet have no score and sort last until their chunk lands;
+4. scores and pushes tasks created meanwhile (ids above the pool's), and once complete
+   asks for the service's older tags to be deleted (never a version it did not create).
 
 Exactly one prediction of the tag per unlabeled task, through failures: before a chunk is
-sent its last task id is recorded (`inflight_through`); after Label Studio confirms it,
-the cursor moves. A chunk whose outcome is unknown (timeout, 5xx, worker killed) is
-checked against Label Studio before anything is sent again, and only the tasks still
-missing the tag are pushed. A rerun (or the redelivered Celery message) resumes there.
+sent its end in the pool is recorded (`inflight_through`); after Label Studio confirms
+it, the cursor moves. A chunk whose outcome is unknown (timeout, 5xx, worker killed) is
+checked against Label Studio before anything is sent again (its tasks by id), and only
+the tasks still missing the tag are pushed. A rerun (or the redelivered Celery message)
+resumes there, from the stored pool.
 """
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,13 +33,14 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 import strategies
 from backends import TextClassifier, backend_for
 from orchestrator.gateways import label_studio
-from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringRun
+from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringPool, ScoringRun
 from orchestrator.learning.serving import Serving, registry
 from orchestrator.learning.services import leases
 from orchestrator.learning.services.predictions import label_studio_score, model_priorities
@@ -54,10 +61,13 @@ CLEANUP_CHECKS = 30
 # Beat resumes a failed push of the serving version this long after it failed, up to MAX_ATTEMPTS.
 RESUME_AFTER_SECONDS = 300.0
 MAX_ATTEMPTS = 5
-# Chunks start at FIRST_CHUNK (at most the policy's chunk_size), grow while imports take
-# under FAST and shrink above SLOW seconds, between MIN_CHUNK and the policy's chunk_size.
+# Chunks start at HEAD_CHUNK (at most the policy's chunk_size): the first one is what Label
+# Studio sorts by once it landed, so it is small. They grow while imports take under FAST
+# and shrink above SLOW seconds, between MIN_CHUNK and the policy's chunk_size.
 FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 8.0, 20.0
-FIRST_CHUNK, MIN_CHUNK = 1000, 100
+HEAD_CHUNK, MIN_CHUNK = 500, 100
+# Unlabeled tasks read per request while scoring a pool.
+READ_PAGE = 2000
 HTTP_PHASES = frozenset({"read", "push", "verify", "switch", "cleanup"})
 
 
@@ -111,7 +121,7 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
             high = max(same_tag.filter(status=ScoringRun.Status.SUCCEEDED).values_list("high_water", flat=True))
             run = ScoringRun.objects.create(
                 project=project, model_version=version, tag=pushed.tag, mode=mode, strategy=project.strategy,
-                trigger=trigger, cursor=high, inflight_through=high, high_water=high)
+                trigger=trigger, high_water=high)
             return _enqueue(run, countdown) if enqueue else run
     if active is not None and active.mode == ScoringRun.Mode.FULL and active.strategy == project.strategy:
         return active
@@ -205,7 +215,7 @@ class _Context:
     model: TextClassifier
     timings: dict[str, float] = field(default_factory=dict)
     dropped: int = 0
-    chunk: int = 1000
+    chunk: int = HEAD_CHUNK
     max_chunk: int = 5000
 
     def adapt(self, seconds: float) -> None:
@@ -263,15 +273,18 @@ def _execute(run: ScoringRun, owner: str) -> str:
                 run.pk, run.tag, run.mode, run.cursor, run.attempts)
     try:
         ctx = _context(run)
-        if run.inflight_through > run.cursor:
-            _settle_inflight(ctx)
-        if strategies.get(project.strategy).batch_aware:
-            _score_pool(ctx)
-        else:
-            _score_stream(ctx)
-        switched = run.mode == ScoringRun.Mode.FULL and _switch(ctx)
+        while True:  # the pool, then the tasks created while it was pushed
+            pool = _stored_pool(run) or _score_pool(ctx)
+            if pool is None:
+                break
+            _push_pool(ctx, pool)
+            ScoringPool.objects.filter(run=run).delete()
+        if run.mode == ScoringRun.Mode.FULL and run.switched_at is None:
+            _switch(ctx)  # nothing was pushed (every task labeled), or the switch failed before
+        switched = run.mode == ScoringRun.Mode.FULL and run.switched_at is not None
     except Superseded:
         logger.info("scoring_superseded project=%s run=%s tag=%s", project.ls_project_id, run.pk, run.tag)
+        ScoringPool.objects.filter(run=run).delete()
         _drop_unswitched_tag(run)
         return ScoringRun.Status.SUPERSEDED
     except Exception as exc:  # recorded; the cursor stays where Label Studio confirmed it
@@ -301,7 +314,7 @@ def _context(run: ScoringRun) -> _Context:
                       fetched_at=time.monotonic())
     policy = policy_of(project)
     return _Context(run=run, project=project, policy=policy, serving=serving, model=model,
-                    timings=dict(run.timings or {}), chunk=min(FIRST_CHUNK, policy.chunk_size),
+                    timings=dict(run.timings or {}), chunk=min(HEAD_CHUNK, policy.chunk_size),
                     max_chunk=policy.chunk_size)
 
 
@@ -321,79 +334,115 @@ def _ls(call: Callable[[], Any], what: str) -> Any:
     return label_studio.with_retries(call, what=what)
 
 
-def _read_chunk(ctx: _Context, after_id: int, through_id: int | None = None) -> list[dict[str, Any]]:
+@dataclass
+class _Pool:
+    """Scored tasks in push order (the most informative first)."""
+
+    ids: np.ndarray  # int64
+    probabilities: np.ndarray  # float32, one row per task, columns = the backend's labels
+    priorities: np.ndarray  # float64, the strategy's: higher = label first
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def dumps(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, ids=self.ids, probabilities=self.probabilities, priorities=self.priorities)
+        return buffer.getvalue()
+
+    @classmethod
+    def loads(cls, data: bytes) -> _Pool:
+        with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as arrays:
+            return cls(arrays["ids"], arrays["probabilities"], arrays["priorities"])
+
+
+def _stored_pool(run: ScoringRun) -> _Pool | None:
+    data = ScoringPool.objects.filter(run=run).values_list("data", flat=True).first()
+    return None if data is None else _Pool.loads(data)
+
+
+def _read_page(ctx: _Context, after_id: int) -> list[dict[str, Any]]:
     run = ctx.run
     tasks, total = ctx.timed("read", lambda: _ls(
-        lambda: label_studio.unlabeled_tasks(ctx.project.ls_project_id, after_id=after_id, through_id=through_id,
-                                             limit=ctx.chunk),
+        lambda: label_studio.unlabeled_tasks(ctx.project.ls_project_id, after_id=after_id, limit=READ_PAGE),
         f"listing unlabeled tasks of project {ctx.project.ls_project_id}"))
-    if through_id is None and after_id == run.cursor:  # everything past the cursor: the rest to do
-        expected = run.done + total
-        if expected != run.total:
-            _save(run, total=expected)
+    if after_id == run.high_water and run.done + total != run.total:  # the first page: the pool's size
+        _save(run, total=run.done + total)
     return tasks
 
 
-def _read_range(ctx: _Context, after_id: int, through_id: int) -> list[dict[str, Any]]:
-    """Every unlabeled task in (after_id, through_id], however many chunks that takes."""
-    out: list[dict[str, Any]] = []
-    while True:
-        tasks = _read_chunk(ctx, after_id, through_id)
-        if not tasks:
-            return out
-        out += tasks
-        after_id = max(int(t["id"]) for t in tasks)
+def _score_pool(ctx: _Context) -> _Pool | None:
+    """Score every unlabeled task above `high_water` and store them most informative first.
 
-
-def _score_stream(ctx: _Context) -> None:
-    """Per-task strategies: read, score and push one chunk at a time (memory flat in project size)."""
+    Only ids, probabilities and priorities stay in memory (about 20 bytes a task for two
+    labels; batch-aware strategies add 64 floats); each page's texts are dropped once
+    predicted. Batch-aware strategies rank the whole pool, so a score reflects the rank.
+    """
     run = ctx.run
-    while True:
-        _check_current(run)
-        tasks = _read_chunk(ctx, run.cursor)
-        if not tasks:
-            return
-        ids = [int(t["id"]) for t in tasks]
-        probabilities = ctx.timed("score", lambda: ctx.model.predict_proba(ctx.serving.backend.texts(tasks, _fetch())))
-        priorities = ctx.timed("score", lambda: model_priorities(ctx.serving, probabilities, ids))
-        _push_chunk(ctx, ids, probabilities, priorities)
-
-
-def _score_pool(ctx: _Context) -> None:
-    """Batch-aware strategies rank the whole pool, so each score reflects the task's rank in it."""
-    run = ctx.run
+    batch_aware = strategies.get(ctx.project.strategy).batch_aware
+    projector = _Projector() if batch_aware else None
     ids: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
+    priorities: list[np.ndarray] = []
     features: list[np.ndarray] = []
-    projector = _Projector()
-    cursor = run.cursor
+    after = run.high_water
     while True:
         _check_current(run)
-        tasks = _read_chunk(ctx, cursor)
+        tasks = _read_page(ctx, after)
         if not tasks:
             break
         texts = ctx.serving.backend.texts(tasks, _fetch())
-        ids.append(np.array([int(t["id"]) for t in tasks], dtype=np.int64))
-        probabilities.append(ctx.timed("score", lambda: ctx.model.predict_proba(texts)).astype(np.float32))
-        features.append(ctx.timed("score", lambda: projector(ctx.model.features(texts))))
-        cursor = int(ids[-1][-1])
+        page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
+        page = ctx.timed("score", lambda: ctx.model.predict_proba(texts))
+        if projector is not None:
+            features.append(ctx.timed("score", lambda: projector(ctx.model.features(texts))))
+        else:
+            priorities.append(ctx.timed("score", lambda: model_priorities(ctx.serving, page, page_ids.tolist())))
+        ids.append(page_ids)
+        probabilities.append(np.asarray(page, dtype=np.float32))
+        after = int(page_ids.max())
     if not ids:
-        return
-    pool_ids = np.concatenate(ids)
-    pool_probabilities = np.concatenate(probabilities).astype(np.float64)
+        return None
+    pool_ids, pool_probabilities = np.concatenate(ids), np.concatenate(probabilities)
+    if projector is not None:
+        pool_priorities = _rank_pool(ctx, projector, pool_probabilities, np.concatenate(features))
+    else:
+        pool_priorities = np.concatenate(priorities).astype(np.float64)
+    order = np.lexsort((pool_ids, -pool_priorities))  # highest priority first, then by id
+    pool = _Pool(pool_ids[order], pool_probabilities[order], pool_priorities[order])
+    with transaction.atomic():
+        ScoringPool.objects.update_or_create(run=run, defaults={"size": len(pool), "data": pool.dumps()})
+        _save(run, cursor=0, inflight_through=0, high_water=max(run.high_water, int(pool_ids.max())),
+              total=run.done + len(pool))
+    logger.info("scoring_pool_ready run=%s tasks=%s score_seconds=%.1f", run.pk, len(pool),
+                ctx.timings.get("score", 0.0))
+    return pool
+
+
+def _rank_pool(ctx: _Context, projector: _Projector, probabilities: np.ndarray,
+               features: np.ndarray) -> np.ndarray:
     labeled = ctx.timed("read", lambda: _labeled_texts(ctx))
     labeled_features = projector(ctx.model.features(labeled)) if labeled else None
     params = dict(ctx.serving.strategy_params)
     params.setdefault("multilabel", ctx.serving.backend.multiple)
-    priorities = ctx.timed("score", lambda: strategies.priorities(
-        ctx.project.strategy, probabilities=pool_probabilities, features=np.concatenate(features),
+    return ctx.timed("score", lambda: strategies.priorities(
+        ctx.project.strategy, probabilities=probabilities.astype(np.float64), features=features,
         labeled_features=labeled_features, **params))
-    start = 0
-    while start < len(pool_ids):
+
+
+def _push_pool(ctx: _Context, pool: _Pool) -> None:
+    """Push the pool from the cursor on; a full run switches Label Studio after its first chunk."""
+    run = ctx.run
+    if run.inflight_through > run.cursor:
+        _settle_inflight(ctx, pool)
+    while run.cursor < len(pool):
         _check_current(run)
-        window = slice(start, start + ctx.chunk)
-        start += ctx.chunk
-        _push_chunk(ctx, pool_ids[window].tolist(), pool_probabilities[window], priorities[window])
+        start, end = run.cursor, min(len(pool), run.cursor + ctx.chunk)
+        _import(ctx, _predictions(ctx, pool, start, end), end)
+        _save(run, cursor=end, inflight_through=end, done=run.done + (end - start),
+              timings={k: round(v, 3) for k, v in ctx.timings.items()})
+        if run.mode == ScoringRun.Mode.FULL and run.switched_at is None:
+            _switch(ctx)
 
 
 class _Projector:
@@ -427,31 +476,21 @@ def _fetch():
     return label_studio.fetch_text if label_studio.is_configured() else None
 
 
-def _predictions(ctx: _Context, ids: Sequence[int], probabilities: np.ndarray,
-                 priorities: np.ndarray) -> list[dict[str, Any]]:
-    results = ctx.serving.backend.results(np.asarray(probabilities, dtype=np.float64))
-    scores = label_studio_score(np.asarray(priorities, dtype=np.float64))
-    return [{"task": int(task), "result": result, "score": round(float(score), 6), "model_version": ctx.run.tag}
-            for task, result, score in zip(ids, results, scores)]
-
-
-def _push_chunk(ctx: _Context, ids: Sequence[int], probabilities: np.ndarray, priorities: np.ndarray) -> None:
-    """Push one chunk of tasks, then move the cursor past it."""
-    run = ctx.run
-    if not ids:
-        return
-    through = max(int(i) for i in ids)
-    _import(ctx, _predictions(ctx, ids, probabilities, priorities), through)
-    _save(run, cursor=through, inflight_through=through, done=run.done + len(ids),
-          high_water=max(run.high_water, through), timings={k: round(v, 3) for k, v in ctx.timings.items()})
+def _predictions(ctx: _Context, pool: _Pool, start: int, end: int) -> list[dict[str, Any]]:
+    window = slice(start, end)
+    results = ctx.serving.backend.results(pool.probabilities[window].astype(np.float64))
+    scores = label_studio_score(pool.priorities[window])
+    return [{"task": task, "result": result, "score": round(float(score), 6), "model_version": ctx.run.tag}
+            for task, result, score in zip(pool.ids[window].tolist(), results, scores)]
 
 
 def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> None:
-    """Import predictions for tasks in (cursor, through] so each ends with exactly one of the tag.
+    """Import predictions for the pool's positions up to `through` so each task ends with
+    exactly one of the tag.
 
-    The range is recorded first: if the worker dies now, the rerun checks it. On an error
-    whose outcome is unknown (timeout, 5xx) or a 400 (a task was deleted meanwhile), Label
-    Studio is asked what landed and only the tasks still missing the tag are sent again.
+    The end is recorded first: if the worker dies now, the rerun checks the chunk. On an
+    error whose outcome is unknown (timeout, 5xx) or a 400 (a task was deleted meanwhile),
+    Label Studio is asked what landed and only the tasks still missing the tag are sent again.
     """
     run = ctx.run
     _save(run, inflight_through=through)
@@ -470,44 +509,36 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
             status = exc.status_code
             if attempt == attempts or not (status is None or status >= 500 or status in (400, 408, 429)):
                 raise label_studio.LabelStudioError(
-                    f"pushing predictions for tasks up to id {through} failed after {attempt} attempt(s): {exc}",
+                    f"pushing predictions for {len(predictions)} task(s) failed after {attempt} attempt(s): {exc}",
                     status_code=status) from exc
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("scoring_push_retry run=%s attempt=%s delay=%.1fs error=%s", run.pk, attempt, delay, exc)
             time.sleep(delay)
-            missing = set(_missing_tag(ctx, run.cursor, through))
+            missing = set(_missing_tag(ctx, [p["task"] for p in predictions]))
             predictions = [p for p in predictions if p["task"] in missing]
 
 
-def _missing_tag(ctx: _Context, after_id: int, through_id: int) -> list[int]:
-    """Unlabeled tasks in (after_id, through_id] that do not carry the run's tag in Label Studio."""
-    return [task for task, tags in _tags_in(ctx, after_id, through_id).items() if ctx.run.tag not in tags]
-
-
-def _tags_in(ctx: _Context, after_id: int, through_id: int) -> dict[int, list[str]]:
-    return ctx.timed("verify", lambda: _ls(
-        lambda: label_studio.prediction_versions(ctx.project.ls_project_id, after_id=after_id, through_id=through_id),
+def _missing_tag(ctx: _Context, task_ids: Sequence[int]) -> list[int]:
+    """Those of the tasks still unlabeled in Label Studio that do not carry the run's tag."""
+    tags = ctx.timed("verify", lambda: _ls(
+        lambda: label_studio.prediction_versions(ctx.project.ls_project_id, task_ids),
         f"checking predictions of project {ctx.project.ls_project_id}"))
+    return [task for task, present in tags.items() if ctx.run.tag not in present]
 
 
-def _settle_inflight(ctx: _Context) -> None:
+def _settle_inflight(ctx: _Context, pool: _Pool) -> None:
     """Resume: finish the chunk whose import was sent but never confirmed."""
     run = ctx.run
-    through = run.inflight_through
-    tags = _tags_in(ctx, run.cursor, through)
-    missing = {task for task, present in tags.items() if run.tag not in present}
-    logger.info("scoring_inflight run=%s range=(%s, %s] unlabeled=%s missing=%s", run.pk, run.cursor, through,
-                len(tags), len(missing))
+    start, end = run.cursor, run.inflight_through
+    missing = set(_missing_tag(ctx, pool.ids[start:end].tolist()))
+    logger.info("scoring_inflight run=%s positions=[%s, %s) missing=%s", run.pk, start, end, len(missing))
     if missing:
-        tasks = [t for t in _read_range(ctx, run.cursor, through) if int(t["id"]) in missing]
-        ids = [int(t["id"]) for t in tasks]
-        probabilities = ctx.model.predict_proba(ctx.serving.backend.texts(tasks, _fetch()))
-        _import(ctx, _predictions(ctx, ids, probabilities, model_priorities(ctx.serving, probabilities, ids)), through)
-    _save(run, cursor=through, done=run.done + len(tags), high_water=max(run.high_water, through))
+        _import(ctx, [p for p in _predictions(ctx, pool, start, end) if p["task"] in missing], end)
+    _save(run, cursor=end, done=run.done + (end - start))
 
 
 def _switch(ctx: _Context) -> bool:
-    """Every unlabeled task has the tag: make Label Studio sort by it, then drop older tags."""
+    """Make Label Studio sort by the run's tag: the project's model_version and the queue view."""
     run, project, policy = ctx.run, ctx.project, ctx.policy
     ls_id = project.ls_project_id
     _check_current(run)
@@ -524,6 +555,8 @@ def _switch(ctx: _Context) -> bool:
     if policy.view_title:
         ctx.timed("switch", lambda: _ls(lambda: ensure_queue_view(ls_id, policy.view_title),
                                         f"saving project {ls_id}'s queue view"))
+    _save(run, switched_at=timezone.now())
+    logger.info("scoring_switched project=%s run=%s tag=%s done=%s", ls_id, run.pk, run.tag, run.done)
     return True
 
 
