@@ -83,7 +83,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
 @admin.register(ScoringRun)
 class ScoringRunAdmin(admin.ModelAdmin):
     list_display = ("pk", "project", "tag", "mode", "strategy", "trigger", "status", "done", "total", "attempts",
-                    "started_at", "finished_at")
+                    "started_at", "switched_at", "finished_at")
     list_filter = ("status", "mode", "trigger")
     search_fields = ("project__ls_project_id", "tag", "error")
     readonly_fields = [f.name for f in ScoringRun._meta.fields]

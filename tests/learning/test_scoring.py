@@ -398,3 +398,69 @@ def test_a_long_lived_worker_keeps_only_the_newest_models(monkeypatch):
         cache.put_model(f"models:/m/{i}", object())  # trained here, or loaded by a push
     cache.put_model("models:/m/2", object())  # used again: the newest
     assert list(cache._models) == ["models:/m/3", "models:/m/4", "models:/m/2"]
+
+
+def test_the_admin_action_queues_a_push_and_every_admin_page_renders(trained_sms_project, fake_ls, queued,
+                                                                      admin_client):
+    from django.urls import reverse
+
+    project, version = trained_sms_project
+    changelist = reverse("admin:learning_project_changelist")
+    response = admin_client.post(changelist, {"action": "score_and_push", "_selected_action": [project.pk]},
+                                 follow=True)
+    assert response.status_code == 200
+    run = ScoringRun.objects.get(project=project)
+    assert (run.trigger, run.status, run.tag) == ("admin", ScoringRun.Status.QUEUED, version.version)
+    assert queued == [run.pk] and f"scoring run {run.pk} (queued, {version.version})" in response.content.decode()
+    scoring.run_scoring(run.pk)
+    for name, pk in [("project", project.pk), ("scoringrun", run.pk), ("modelversion", version.pk)]:
+        assert admin_client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200
+        assert admin_client.get(reverse(f"admin:learning_{name}_change", args=[pk])).status_code == 200
+    for name in ("trainingrun", "webhookevent"):
+        assert admin_client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200
+
+
+def test_the_admin_action_says_when_nothing_can_be_pushed(sms_project, fake_ls, queued, admin_client):
+    from django.urls import reverse
+
+    response = admin_client.post(reverse("admin:learning_project_changelist"),
+                                 {"action": "score_and_push", "_selected_action": [sms_project.pk]}, follow=True)
+    assert "no trained version serves yet" in response.content.decode()
+    assert not ScoringRun.objects.exists() and queued == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_triggers_firing_at_the_same_moment_share_one_run(trained_sms_project, fake_ls, queued, monkeypatch):
+    import threading
+    import time
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serializes every write transaction (BEGIN IMMEDIATE)")
+    project, version = trained_sms_project
+    pick = scoring._pick_run
+
+    def slow_pick(locked, **kwargs):
+        time.sleep(0.3)  # widen the window between looking for a run and creating one
+        return pick(locked, **kwargs)
+
+    monkeypatch.setattr(scoring, "_pick_run", slow_pick)
+    start, picked, errors = threading.Barrier(3), [], []
+
+    def trigger(name):
+        try:
+            start.wait()
+            picked.append(scoring.request_scoring(project, trigger=name).pk)
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=trigger, args=(name,)) for name in ("promotion", "admin", "schedule")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(picked) == 3 and len(set(picked)) == 1
+    assert ScoringRun.objects.filter(project=project).count() == 1 and queued == picked[:1]

@@ -94,12 +94,24 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
 
     Full: supersedes runs of other versions; resumes the last failed run of this version
     and strategy. Incremental: tasks created since the last push, under the same tag.
+    Requests for one project are serialized on its row, so triggers firing at the same
+    moment (a promotion, TASKS_CREATED, beat) share one run; the message is sent after commit.
     """
-    project = Project.objects.select_related("serving").get(pk=project.pk)
+    with transaction.atomic():
+        # `of`: lock the project row only (its serving version may be NULL: an outer join).
+        locked = Project.objects.select_for_update(of=("self",)).select_related("serving").get(pk=project.pk)
+        run, start = _pick_run(locked, trigger=trigger, mode=mode)
+    if run is not None and start and enqueue:
+        _enqueue(run, countdown)
+    return run
+
+
+def _pick_run(project: Project, *, trigger: str, mode: str) -> tuple[ScoringRun | None, bool]:
+    """The run that answers a request, and whether it has to be started (new or resumed)."""
     version = servable(project)
     if version is None:
         logger.info("scoring_skipped project=%s reason=no_trained_version", project.ls_project_id)
-        return None
+        return None, False
     runs = ScoringRun.objects.filter(project=project)
     # A newer version makes every run of an older one pointless.
     runs.filter(status__in=ACTIVE).exclude(model_version=version).update(
@@ -107,7 +119,7 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
     active = runs.filter(status__in=ACTIVE, model_version=version).order_by("-created_at").first()
     if mode == ScoringRun.Mode.INCREMENTAL:
         if active is not None:
-            return active  # a queued or running run reaches new task ids too
+            return active, False  # a queued or running run reaches new task ids too
         pushed = last_pushed(project)
         if pushed is None or pushed.model_version_id != version.pk:
             mode = ScoringRun.Mode.FULL
@@ -116,25 +128,23 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
             failed = same_tag.filter(status=ScoringRun.Status.FAILED, mode=mode).order_by("-created_at").first()
             newest = same_tag.filter(status=ScoringRun.Status.SUCCEEDED).order_by("-created_at").first()
             if failed is not None and failed.created_at > newest.created_at:
-                return _resume(failed, trigger, countdown, enqueue)
+                return _resume(failed, trigger), True
             # Every unlabeled task up to the highest id a completed run of the tag reached has it.
             high = max(same_tag.filter(status=ScoringRun.Status.SUCCEEDED).values_list("high_water", flat=True))
-            run = ScoringRun.objects.create(
+            return ScoringRun.objects.create(
                 project=project, model_version=version, tag=pushed.tag, mode=mode, strategy=project.strategy,
-                trigger=trigger, high_water=high)
-            return _enqueue(run, countdown) if enqueue else run
+                trigger=trigger, high_water=high), True
     if active is not None and active.mode == ScoringRun.Mode.FULL and active.strategy == project.strategy:
-        return active
+        return active, False
     if active is not None:  # an incremental run, or another strategy: the full run replaces it
         _supersede(active, "a full run replaced it")
     failed = runs.filter(status=ScoringRun.Status.FAILED, mode=ScoringRun.Mode.FULL, model_version=version,
                          strategy=project.strategy).order_by("-created_at").first()
     pushed = last_pushed(project) if failed is not None else None
     if failed is not None and (pushed is None or failed.created_at > pushed.created_at):
-        return _resume(failed, trigger, countdown, enqueue)
-    run = ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(version), mode=mode,
-                                    strategy=project.strategy, trigger=trigger)
-    return _enqueue(run, countdown) if enqueue else run
+        return _resume(failed, trigger), True
+    return ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(version), mode=mode,
+                                     strategy=project.strategy, trigger=trigger), True
 
 
 def scheduled_mode(project: Project) -> str:
@@ -149,13 +159,13 @@ def scheduled_mode(project: Project) -> str:
     return ScoringRun.Mode.INCREMENTAL
 
 
-def _resume(run: ScoringRun, trigger: str, countdown: float, enqueue: bool) -> ScoringRun:
+def _resume(run: ScoringRun, trigger: str) -> ScoringRun:
     """A failed run goes on from its cursor (its unconfirmed chunk is checked first)."""
     run.status, run.trigger = ScoringRun.Status.QUEUED, trigger
     run.save(update_fields=["status", "trigger"])
     logger.info("scoring_resume project=%s run=%s tag=%s cursor=%s", run.project.ls_project_id, run.pk, run.tag,
                 run.cursor)
-    return _enqueue(run, countdown) if enqueue else run
+    return run
 
 
 def last_pushed(project: Project) -> ScoringRun | None:
