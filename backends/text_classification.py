@@ -22,6 +22,8 @@ from backends.label_config import LabelConfig, LabelConfigError, OutputTag
 TEXT_OBJECTS = frozenset({"Text", "HyperText", "Markdown"})
 # A multi-label choice is predicted when its probability reaches this.
 MULTILABEL_THRESHOLD = 0.5
+# Where a pipeline carries its committee members (fitted pipelines) through MLflow.
+COMMITTEE_ATTRIBUTE = "alo_committee_"
 
 UrlFetcher = Callable[[str, Any], str]
 
@@ -224,6 +226,30 @@ class TextClassifier:
         full = np.zeros((raw.shape[0], len(self.labels)), dtype=np.float64)
         full[:, self._columns] = raw
         return full
+
+    @property
+    def committee(self) -> tuple[TextClassifier, ...]:
+        """Committee members saved with the model (the cross-validation folds' models), if any.
+
+        Training keeps them when the project's strategy is a committee strategy; they travel
+        inside the logged pipeline (attribute COMMITTEE_ATTRIBUTE), so one load brings all.
+        """
+        members = getattr(self, "_members", None)
+        if members is None:
+            members = tuple(TextClassifier(pipeline=p, labels=self.labels, multiple=self.multiple)
+                            for p in getattr(self.pipeline, COMMITTEE_ATTRIBUTE, ()) or ())
+            self._members = members
+        return members
+
+    def committee_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(members, tasks, labels): each member's probabilities, columns in the config's order."""
+        return np.stack([member.predict_proba(texts) for member in self.committee])
+
+    def with_committee(self, members: Sequence[TextClassifier]) -> TextClassifier:
+        """This model carrying `members` as its committee (saved and loaded with it)."""
+        setattr(self.pipeline, COMMITTEE_ATTRIBUTE, [m.pipeline for m in members])
+        self._members = None
+        return self
 
     def features(self, texts: Sequence[str]):
         """The sparse TF-IDF matrix the classifier sees (for diversity-aware strategies)."""

@@ -464,3 +464,49 @@ def test_triggers_firing_at_the_same_moment_share_one_run(trained_sms_project, f
         thread.join()
     assert errors == [] and len(picked) == 3 and len(set(picked)) == 1
     assert ScoringRun.objects.filter(project=project).count() == 1 and queued == picked[:1]
+
+
+@pytest.mark.parametrize("strategy", ["consensus_entropy", "vote_entropy"])
+def test_committee_strategies_score_with_the_fold_models_saved_in_mlflow(sms_project, fake_ls, queued, strategy):
+    from backends import backend_for
+    from orchestrator.gateways import mlflow_registry
+    from orchestrator.learning.serving import registry
+    from orchestrator.learning.services.predictions import predict
+
+    project = sms_project
+    project.strategy = strategy
+    project.save()
+    version = train_model_version(project=project, examples=[scoring_example(label, text)
+                                                             for label, text in sms_rows(400)])
+    assert version.metrics["committee_size"] == 5
+    # A fresh load from MLflow (not this process's cache) brings the committee along.
+    backend = backend_for(project.label_config)
+    loaded = backend.wrap(mlflow_registry.load_pipeline(version.model_uri))
+    assert len(loaded.committee) == 5
+
+    run = score_now(project)
+    ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
+    texts = [fake_ls.texts[p["task"]] for p in ours]
+    disagreement = strategies.priorities(strategy, committee_probabilities=loaded.committee_proba(texts))
+    assert np.allclose([p["score"] for p in ours], 1 - disagreement, atol=1e-6)
+    fallback = 1 - strategies.priorities("entropy", probabilities=loaded.predict_proba(texts))
+    assert not np.allclose(1 - disagreement, fallback, atol=1e-3)  # not the entropy fallback
+
+    # /predict answers with the same committee scores.
+    registry.clear()
+    serving = registry.get(project.ls_project_id)
+    answered = predict(serving=serving, tasks=[{"id": p["task"], "data": {"text": t}} for p, t in zip(ours[:50], texts)])
+    assert np.allclose([a["score"] for a in answered], [p["score"] for p in ours[:50]], atol=1e-6)
+
+
+def test_a_version_without_a_committee_scores_committee_strategies_with_entropy(trained_sms_project, fake_ls, queued):
+    project, version = trained_sms_project  # trained under least_confidence: no committee kept
+    project.strategy = "vote_entropy"
+    project.save()
+    run = score_now(project)
+    ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
+    model = scoring.registry.load(version.model_uri, scoring.backend_for(project.label_config))
+    assert model.committee == ()
+    probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
+    assert np.allclose([p["score"] for p in ours], 1 - strategies.priorities("entropy", probabilities=probabilities),
+                       atol=1e-6)

@@ -35,20 +35,27 @@ def cold_start_priorities(ls_project_id: int, task_ids: Sequence[Any]) -> np.nda
     return out
 
 
-def model_priorities(serving: Serving, probabilities: np.ndarray, task_ids: Sequence[Any]) -> np.ndarray:
-    """The strategy's priorities for one request's tasks.
+def model_priorities(serving: Serving, probabilities: np.ndarray, task_ids: Sequence[Any],
+                     texts: Sequence[str] | None = None) -> np.ndarray:
+    """The strategy's priorities for one request's (or one page's) tasks.
 
-    Strategies that need more than probabilities (a pool's features, a committee) rank
-    whole pools in the scoring job; on a /predict batch they fall back to entropy, which
-    is what they use as their own uncertainty term. `random` stays stable per task.
+    Committee strategies ask the model's committee (the cross-validation folds' models,
+    saved with it when the project's strategy was a committee strategy at training time)
+    about the same `texts`. Strategies that need a whole pool's features rank pools in the
+    scoring job. Whatever cannot be computed here falls back to entropy, the uncertainty
+    term those strategies build on. `random` stays stable per task.
     """
     strategy = strategies.get(serving.strategy)
     if strategy.name == "random":
         return cold_start_priorities(serving.ls_project_id, task_ids)
     family = "multi_label" if serving.backend.multiple else "single_label"
-    usable = strategy.needs == frozenset({"probabilities"}) and not strategy.batch_aware
-    if usable and strategy.kind in (family, "any"):
-        return strategies.priorities(strategy.name, probabilities=probabilities, **serving.strategy_params)
+    if strategy.kind in (family, "any") and not strategy.batch_aware:
+        if strategy.needs == frozenset({"probabilities"}):
+            return strategies.priorities(strategy.name, probabilities=probabilities, **serving.strategy_params)
+        committee = serving.model.committee if serving.model is not None else ()
+        if strategy.needs == frozenset({"committee"}) and len(committee) >= 2 and texts is not None:
+            return strategies.priorities(strategy.name, committee_probabilities=serving.model.committee_proba(texts),
+                                         **serving.strategy_params)
     # A single-label measure on a multi-label model (or the reverse) means nothing either.
     return strategies.priorities("multilabel_entropy" if serving.backend.multiple else "entropy",
                                  probabilities=probabilities)
@@ -65,7 +72,7 @@ def predict(*, serving: Serving, tasks: Sequence[Mapping[str, Any]]) -> list[dic
     else:
         probabilities = serving.model.predict_proba(texts)
         results = backend.results(probabilities)
-        priorities = model_priorities(serving, probabilities, [t.get("id") for t in tasks])
+        priorities = model_priorities(serving, probabilities, [t.get("id") for t in tasks], texts)
     scores = label_studio_score(priorities)
     version = serving.version
     return [

@@ -407,7 +407,8 @@ def _score_pool(ctx: _Context) -> _Pool | None:
         if projector is not None:
             features.append(ctx.timed("score", lambda: projector(ctx.model.features(texts))))
         else:
-            priorities.append(ctx.timed("score", lambda: model_priorities(ctx.serving, page, page_ids.tolist())))
+            priorities.append(ctx.timed("score", lambda: model_priorities(ctx.serving, page, page_ids.tolist(),
+                                                                          texts)))
         ids.append(page_ids)
         probabilities.append(np.asarray(page, dtype=np.float32))
         after = int(page_ids.max())

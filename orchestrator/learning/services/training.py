@@ -17,6 +17,7 @@ from django.utils import timezone
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
+import strategies
 from backends import Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import label_studio, mlflow_registry
 from orchestrator.learning.models import ModelVersion, Project
@@ -65,8 +66,13 @@ def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapp
     return dataset
 
 
-def evaluate(backend: TextClassificationBackend, examples: Sequence[Example]) -> dict[str, float]:
-    """Cross-validated metrics (up to 5 folds); empty when there is too little data to hold any out."""
+def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
+             folds_out: list | None = None) -> dict[str, float]:
+    """Cross-validated metrics (up to 5 folds); empty when there is too little data to hold any out.
+
+    `folds_out`, when given, receives each fold's fitted model (a committee for the
+    query-by-committee strategies: members trained on different 80% of the data).
+    """
     y = backend.targets(examples)
     texts = np.array([e.text for e in examples], dtype=object)
     metrics: dict[str, float] = {"num_examples": float(len(examples))}
@@ -80,6 +86,8 @@ def evaluate(backend: TextClassificationBackend, examples: Sequence[Example]) ->
         predicted = np.zeros_like(y)
         for train, test in splitter.split(texts):
             model = backend.fit([examples[i] for i in train])
+            if folds_out is not None:
+                folds_out.append(model)
             predicted[test] = (model.predict_proba(list(texts[test])) >= 0.5).astype(y.dtype)
         metrics["accuracy"] = float(accuracy_score(y, predicted))  # exact-match ratio
         metrics["macro_f1"] = float(f1_score(y, predicted, average="macro", zero_division=0))
@@ -96,6 +104,8 @@ def evaluate(backend: TextClassificationBackend, examples: Sequence[Example]) ->
     predicted = np.empty(len(examples), dtype=object)
     for train, test in splitter.split(texts, y):
         model = backend.fit([examples[i] for i in train])
+        if folds_out is not None:
+            folds_out.append(model)
         proba = model.predict_proba(list(texts[test]))
         predicted[test] = [backend.labels[i] for i in proba.argmax(axis=1)]
     metrics["accuracy"] = float(accuracy_score(y, predicted))
@@ -149,8 +159,13 @@ def train_model_version(
     try:
         backend.check_trainable(examples)  # say what is wrong with the whole set, not with a CV fold
         clock = _Clock(timings)
-        metrics = clock("evaluate", lambda: evaluate(backend, examples))
+        # Committee strategies score with the cross-validation folds' models: keep them.
+        members: list | None = [] if "committee" in strategies.get(project.strategy).needs else None
+        metrics = clock("evaluate", lambda: evaluate(backend, examples, members))
         model = clock("fit", lambda: backend.fit(examples))
+        if members:
+            model.with_committee(members)
+            metrics["committee_size"] = float(len(members))
         registered = clock("mlflow", lambda: mlflow_registry.log_and_register(
             ls_project_id=project.ls_project_id,
             pipeline=model.pipeline,
