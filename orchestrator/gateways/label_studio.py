@@ -137,10 +137,22 @@ def fetch_text(url: str, task_id: Any) -> str:
 
 # --- annotations ------------------------------------------------------------------------------
 def iter_annotated_tasks(ls_project_id: int, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
-    """Every task of a project that has annotations, with them, page by page (never all in memory)."""
-    pager = client().tasks.list(project=ls_project_id, only_annotated=True, fields="all", page_size=page_size)
-    for task in pager:
-        yield task.dict() if hasattr(task, "dict") else dict(task)
+    """Every task of a project that has annotations, with them, page by page (never all in memory).
+
+    A Data Manager filter (`total_annotations > 0`) with keyset paging by id: Label Studio
+    1.23 ignores the SDK's `only_annotated`, so `tasks.list` would read every task of the
+    project (all 10k of a project with 30 annotations) and page numbers would cost an
+    OFFSET scan each. Skipped-only tasks carry nothing to learn and are left out.
+    """
+    after = 0
+    while True:
+        body = _first_page(ls_project_id, [LABELED, _id_filter("greater", after)], "tasks:id", limit=page_size,
+                           fields="all")  # annotations come only with fields=all
+        tasks = list(body.get("tasks") or [])
+        if not tasks:
+            return
+        yield from tasks
+        after = max(int(t["id"]) for t in tasks)
 
 
 def annotation_count(ls_project_id: int) -> int:
@@ -210,15 +222,18 @@ def labeled_tasks(ls_project_id: int, *, limit: int, include: str = "id,data") -
     return list(_first_page(ls_project_id, [LABELED], "-tasks:id", limit=limit, include=include).get("tasks") or [])
 
 
-def _first_page(ls_project_id: int, items: list[dict[str, Any]], ordering: str, *, limit: int, include: str,
-                fields: str | None = None, selected: Sequence[int] | None = None) -> dict[str, Any]:
+def _first_page(ls_project_id: int, items: list[dict[str, Any]], ordering: str, *, limit: int,
+                include: str | None = None, fields: str | None = None,
+                selected: Sequence[int] | None = None) -> dict[str, Any]:
     """Page 1 of the project's tasks matching all Data Manager filter `items`, in `ordering`
     (only the `selected` task ids, when given)."""
     query: dict[str, Any] = {"filters": {"conjunction": "and", "items": items}, "ordering": [ordering]}
     if selected is not None:
         query["selectedItems"] = {"all": False, "included": [int(i) for i in selected]}
-    params = {"project": int(ls_project_id), "page": 1, "page_size": int(limit), "include": include,
+    params = {"project": int(ls_project_id), "page": 1, "page_size": int(limit),
               "query": json.dumps(query, separators=(",", ":"))}
+    if include:
+        params["include"] = include
     if fields:
         params["fields"] = fields
     return _request("GET", "api/tasks/", params=params).json()

@@ -344,7 +344,8 @@ def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_p
 
 
 @pytest.mark.parametrize("chunk, seconds, after", [
-    (1000, 2.0, 2000), (4000, 2.0, 5000), (1000, 12.0, 1000), (1000, 25.0, 500), (150, 40.0, 100),
+    (1000, 2.0, 2000), (4000, 2.0, 5000), (500, 12.0, 1000), (1000, 16.0, 1000), (1000, 28.0, 500),
+    (150, 40.0, 100),
 ])
 def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, seconds, after):
     ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=chunk,

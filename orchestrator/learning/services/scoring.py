@@ -62,9 +62,11 @@ CLEANUP_CHECKS = 30
 RESUME_AFTER_SECONDS = 300.0
 MAX_ATTEMPTS = 5
 # Chunks start at HEAD_CHUNK (at most the policy's chunk_size): the first one is what Label
-# Studio sorts by once it landed, so it is small. They grow while imports take under FAST
-# and shrink above SLOW seconds, between MIN_CHUNK and the policy's chunk_size.
-FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 8.0, 20.0
+# Studio sorts by once it landed, so it is small. They double while imports take under FAST
+# and halve above SLOW seconds, between MIN_CHUNK and the policy's chunk_size. FAST is half
+# of SLOW: an import's cost is a fixed part plus a part per prediction, so doubling a chunk
+# that took under FAST cannot take over SLOW, and SLOW keeps every request under 30 s.
+FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 13.0, 26.0
 HEAD_CHUNK, MIN_CHUNK = 500, 100
 # Unlabeled tasks read per request while scoring a pool.
 READ_PAGE = 2000
@@ -232,8 +234,10 @@ class _Context:
         """Size the next chunk from how long the last import took.
 
         Without Redis, Label Studio recomputes the counters of every task of the project on
-        each import: a cost per request that grows with the project. Larger chunks spread
-        it while requests stay short; slow requests get smaller ones.
+        each import (joining their predictions): a cost per request that grows with the
+        project and with the predictions it holds (10 s per request on 10k tasks carrying
+        a previous push, here). Larger chunks spread it while requests stay short; slow
+        requests get smaller ones.
         """
         if seconds < FAST_IMPORT_SECONDS:
             self.chunk = min(self.max_chunk, self.chunk * 2)
