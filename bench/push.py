@@ -51,7 +51,7 @@ def make_project(ls, loop, title: str, rows, *, training: dict, scoring: dict) -
     project = ls.api("POST", "/api/projects", json={"title": title, "label_config": SMS_CONFIG})
     pid = project["id"]
     for start in range(0, len(rows), 5000):
-        ls.api("POST", f"/api/projects/{pid}/import",
+        ls.api("POST", f"/api/projects/{pid}/import", timeout=600,
                json=[{"text": text, "truth": label} for label, text in rows[start:start + 5000]])
     ids: list[int] = []
     while len(ids) < len(rows):
@@ -68,7 +68,7 @@ def bulk_import_rate(ls, pid: int, ids: list[int], chunk: int, count: int) -> tu
     started, slowest = time.perf_counter(), 0.0
     for start in range(0, count, chunk):
         t0 = time.perf_counter()
-        ls.api("POST", f"/api/projects/{pid}/import/predictions", json=[
+        ls.api("POST", f"/api/projects/{pid}/import/predictions", timeout=600, json=[
             {"task": i, "result": result, "score": 0.5, "model_version": "bench-reference"}
             for i in ids[start:start + chunk]])
         slowest = max(slowest, time.perf_counter() - t0)
@@ -168,6 +168,10 @@ def loop_latency(ls, loop, n: int) -> list[tuple[str, str]]:
          "the whole push", interval=0.5)
     complete = time.perf_counter() - t0
     run = last_run(loop, pid)
+    # The previous tag's clean-up keeps Label Studio busy (~125 deletions/s) after the push:
+    # let it finish, so the next measures do not meet it.
+    wait(lambda: set(ls.api("GET", f"/api/projects/{pid}/model-versions/")) == {tag}, 900,
+         "the previous tag's deletion", interval=2)
     (training,) = loop.rows(
         "SELECT (julianday(t.finished_at) - julianday(t.started_at)) * 86400 FROM learning_trainingrun t "
         f"JOIN learning_project p ON p.id = t.project_id WHERE p.ls_project_id = {pid} ORDER BY t.id DESC LIMIT 1")[0]

@@ -14,29 +14,39 @@ if str(ROOT) not in sys.path:
 
 from tests.integration.conftest import Loop, start_loop, stop_loop  # noqa: E402
 from tests.support.label_studio import LabelStudioServer  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
 from tests.support.redis import RedisServer  # noqa: E402
 
 
 @contextlib.contextmanager
-def running_stack(name: str) -> Iterator[tuple[LabelStudioServer, Loop]]:
+def running_stack(name: str, database: str = "sqlite") -> Iterator[tuple[LabelStudioServer, Loop]]:
     """Label Studio 1.23.2, Redis, the service and a Celery worker (with beat), stopped on exit.
 
-    SIGTERM (e.g. `timeout`) stops them too: it is turned into SystemExit, so `finally` runs.
+    `database`: "sqlite" (the embedded default) or "postgresql" (a server started here, as
+    docker-compose deploys). SIGTERM (e.g. `timeout`) stops everything too: it is turned
+    into SystemExit, so `finally` runs.
     """
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix=f"alo-bench-{name}-") as tmp:
         tmp = Path(tmp)
         ls = LabelStudioServer(tmp / "label-studio")
         redis = RedisServer(tmp / "redis")
+        postgres = PostgresServer(tmp / "postgres") if database == "postgresql" else None
         ls.start()
         redis.start()
         loop = None
         try:
-            loop = start_loop(tmp, redis, ls)
+            env = {}
+            if postgres is not None:
+                postgres.start()
+                env["DATABASE_URL"] = postgres.database_url
+            loop = start_loop(tmp, redis, ls, env)
             yield ls, loop
         finally:
             if loop is not None:
                 stop_loop(loop)
+            if postgres is not None:
+                postgres.stop()
             redis.stop()
             ls.stop()
 

@@ -1,7 +1,8 @@
 """Benchmark the training loop: a burst of webhook events against a running service.
 
 Starts a real Label Studio 1.23.2, Redis, the service (gunicorn) and a Celery worker, all
-on loopback, with the test suite's process helpers. Then:
+on loopback, with the test suite's process helpers; once with the service on SQLite (the
+embedded default) and once on PostgreSQL (as docker-compose deploys it). Then:
 1. imports N annotated tasks (real SMS texts) into a Label Studio project connected to the
    service, and sends N ANNOTATION_CREATED webhooks (8 concurrent senders), as Label
    Studio would for N annotations;
@@ -10,9 +11,9 @@ on loopback, with the test suite's process helpers. Then:
    policy that trains only after the burst, to separate the ack path from a training
    competing for the same two cores;
 3. measures training time (read from Label Studio + fit + cross-validate + MLflow) for
-   1k and 10k annotations, through Start Training.
+   1k and 10k annotations, through Start Training (on the first database).
 
-Run: `python bench/webhooks.py [--events 1000] [--sizes 1000,10000]`.
+Run: `python bench/webhooks.py [--events 1000] [--sizes 1000,10000] [--databases sqlite,postgresql]`.
 """
 from __future__ import annotations
 
@@ -144,23 +145,31 @@ def training_time(ls, loop, n: int) -> tuple[str, str]:
     wait(lambda: any(r["status"] in {"succeeded", "failed"} for r in loop.runs(pid)), 900, f"training on {n}")
     elapsed = time.perf_counter() - t0
     (run,) = loop.runs(pid)
-    (seconds,) = loop.rows(
-        "SELECT (julianday(finished_at) - julianday(started_at)) * 86400 FROM learning_trainingrun "
-        f"WHERE id = {run['id']}")[0]
-    return (f"training on {n:,} annotations", f"{seconds:.1f} s in the worker, {elapsed:.1f} s from Start Training "
-            f"({run['status']}, {run['num_annotations']} examples)")
+    (timings,) = loop.rows(f"SELECT timings FROM learning_trainingrun WHERE id = {run['id']}")[0]
+    timings = json.loads(timings) if isinstance(timings, str) else timings
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+    return (f"training on {n:,} annotations", f"{elapsed:.1f} s from Start Training ({run['status']}, "
+            f"{run['num_annotations']} examples; {phases})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="the service's database for each round of bursts (training times: the first)")
     args = parser.parse_args()
-    with running_stack("webhooks") as (ls, loop):
-        results = burst(ls, loop, args.events) + burst(ls, loop, args.events, quiet=True)
-        for size in [int(s) for s in args.sizes.split(",") if s]:
-            results.append(training_time(ls, loop, size))
+    results: list[tuple[str, str]] = []
+    for i, database in enumerate(d for d in args.databases.split(",") if d):
+        with running_stack(f"webhooks-{database}", database) as (ls, loop):
+            rounds = burst(ls, loop, args.events) + burst(ls, loop, args.events, quiet=True)
+            results += [(f"[{database}] {name}", value) for name, value in rounds]
+            print(*results[-len(rounds):], sep="\n", flush=True)
+            if i == 0:
+                for size in [int(s) for s in args.sizes.split(",") if s]:
+                    results.append(training_time(ls, loop, size))
     print_table(results)
+
 
 if __name__ == "__main__":
     main()
