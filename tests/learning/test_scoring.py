@@ -280,6 +280,21 @@ def test_new_tasks_get_the_current_tag_and_the_schedule_only_rescores_what_can_c
     assert fake_ls.model_versions(0) == {ranked.tag: 2545}
 
 
+def test_new_tasks_after_a_rescoring_failed_midway_resume_it_under_its_tag(trained_sms_project, fake_ls, queued):
+    project, version = trained_sms_project
+    first = score_now(project)
+    project.strategy = "margin"
+    project.save()
+    fake_ls.import_faults = ["pass", "fail", "fail", "fail"]
+    rescoring = score_now(project)  # switched Label Studio to its tag after the first chunk, then failed
+    assert rescoring.status == ScoringRun.Status.FAILED and fake_ls.project["model_version"] == rescoring.tag
+    fake_ls.texts.update({i: f"urgent! claim your reward {i} now" for i in range(2501, 2511)})
+    resumed = score_now(project, mode=ScoringRun.Mode.INCREMENTAL)  # TASKS_CREATED
+    assert resumed.pk == rescoring.pk and resumed.status == ScoringRun.Status.SUCCEEDED
+    assert fake_ls.tags_per_unlabeled_task(rescoring.tag) == {1: 2510}
+    assert first.tag != rescoring.tag and fake_ls.model_versions(0) == {rescoring.tag: 2510}
+
+
 def test_tasks_created_while_the_pool_is_pushed_are_scored_by_the_same_run(trained_sms_project, fake_ls, queued):
     project, version = trained_sms_project
 

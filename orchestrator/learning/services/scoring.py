@@ -123,7 +123,12 @@ def _pick_run(project: Project, *, trigger: str, mode: str) -> tuple[ScoringRun 
         if active is not None:
             return active, False  # a queued or running run reaches new task ids too
         pushed = last_pushed(project)
-        if pushed is None or pushed.model_version_id != version.pk:
+        # A full run that failed after it switched Label Studio to its tag: new tasks need
+        # that tag, so the request resumes it (below) rather than adding the older one.
+        failed_full = pushed is not None and runs.filter(
+            mode=ScoringRun.Mode.FULL, status=ScoringRun.Status.FAILED, model_version=version,
+            created_at__gt=pushed.created_at).exists()
+        if pushed is None or pushed.model_version_id != version.pk or failed_full:
             mode = ScoringRun.Mode.FULL
         else:
             same_tag = runs.filter(tag=pushed.tag)
