@@ -365,7 +365,23 @@ def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_p
 def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, seconds, after):
     ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=chunk,
                            max_chunk=5000)
-    ctx.adapt(seconds)
+    ctx.adapt(chunk, seconds)
+    assert ctx.chunk == after
+
+
+@pytest.mark.parametrize("history, after", [
+    # As on a 100k-task project: Label Studio's fixed work per import dominates and grows as
+    # predictions accumulate. Halving would only add requests: the chunk grows to the most.
+    ([(500, 7.9), (1000, 11.7), (2000, 12.9), (4000, 22.6), (4000, 28.5), (5000, 36.0)], 5000),
+    # The predictions themselves are slow (6 ms each): halve.
+    ([(500, 3.0), (1000, 6.0), (2000, 12.0), (4000, 24.0), (4000, 27.0)], 2000),
+])
+def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(history, after):
+    ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=500,
+                           max_chunk=5000)
+    for size, seconds in history:
+        assert size == ctx.chunk
+        ctx.adapt(size, seconds)
     assert ctx.chunk == after
 
 

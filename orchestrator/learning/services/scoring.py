@@ -234,20 +234,35 @@ class _Context:
     dropped: int = 0
     chunk: int = HEAD_CHUNK
     max_chunk: int = 5000
+    last_import: tuple[int, float] | None = None  # (predictions, seconds)
+    per_prediction: float | None = None  # seconds, estimated from imports of different sizes
 
-    def adapt(self, seconds: float) -> None:
-        """Size the next chunk from how long the last import took.
+    def adapt(self, size: int, seconds: float) -> None:
+        """Size the next chunk from how long the last import of `size` predictions took.
 
-        Without Redis, Label Studio recomputes the counters of every task of the project on
-        each import (joining their predictions): a cost per request that grows with the
-        project and with the predictions it holds (10 s per request on 10k tasks carrying
-        a previous push, here). Larger chunks spread it while requests stay short; slow
-        requests get smaller ones.
+        An import costs a fixed part plus a part per prediction. Without Redis, Label Studio
+        recomputes the counters of every task of the project on each import, joining their
+        predictions: a fixed part that grows with the project and with the predictions it
+        holds (10 s per request on 10k tasks carrying a previous push, 30 s and more on
+        100k tasks, here). So a quick import doubles the chunk; a slow one halves it only
+        when its own predictions made it slow. When the fixed part dominates, smaller
+        chunks cannot make a request quick, they only add requests that each pay it again:
+        the chunk grows instead. The part per prediction is the smallest slope seen between
+        imports of different sizes (the fixed part only grows, which steepens later slopes).
         """
+        if self.last_import is not None and self.last_import[0] != size:
+            slope = (seconds - self.last_import[1]) / (size - self.last_import[0])
+            if slope > 0:
+                self.per_prediction = slope if self.per_prediction is None else min(self.per_prediction, slope)
+        self.last_import = (size, seconds)
         if seconds < FAST_IMPORT_SECONDS:
             self.chunk = min(self.max_chunk, self.chunk * 2)
         elif seconds > SLOW_IMPORT_SECONDS:
-            self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
+            own = seconds if self.per_prediction is None else self.per_prediction * size
+            if 2 * own >= seconds:  # the predictions themselves: fewer per request
+                self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
+            else:  # Label Studio's fixed work per request: fewer requests
+                self.chunk = min(self.max_chunk, self.chunk * 2)
 
     def timed(self, phase: str, call: Callable[[], Any]) -> Any:
         started = time.perf_counter()
@@ -523,7 +538,7 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
             created = ctx.timed("push", lambda: label_studio.import_predictions(ctx.project.ls_project_id,
                                                                                  predictions))
             ctx.dropped += max(0, len(predictions) - created)
-            ctx.adapt(time.perf_counter() - started)
+            ctx.adapt(len(predictions), time.perf_counter() - started)
             return
         except label_studio.LabelStudioError as exc:
             status = exc.status_code
