@@ -119,6 +119,10 @@ REST_FRAMEWORK = {
 LABEL_STUDIO_URL = env_str("LABEL_STUDIO_URL", "").rstrip("/")
 LABEL_STUDIO_API_KEY = env_str("LABEL_STUDIO_API_KEY", "")
 LABEL_STUDIO_TIMEOUT = float(env_str("LABEL_STUDIO_TIMEOUT", "30"))
+# A prediction import into a large project legitimately takes long (Label Studio without Redis
+# recomputes every task's counters on each import: 30 s and more at 100k tasks); only a
+# Label Studio that stopped answering should time out.
+LABEL_STUDIO_IMPORT_TIMEOUT = float(env_str("LABEL_STUDIO_IMPORT_TIMEOUT", "300"))
 # Whole reads (a project's annotations) are retried on transport errors and 5xx.
 LABEL_STUDIO_RETRIES = env_int("LABEL_STUDIO_RETRIES", 4)
 LABEL_STUDIO_RETRY_BACKOFF = float(env_str("LABEL_STUDIO_RETRY_BACKOFF", "2"))

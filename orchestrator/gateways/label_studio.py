@@ -261,7 +261,7 @@ def prediction_versions(ls_project_id: int, task_ids: Sequence[int], *, batch: i
 def import_predictions(ls_project_id: int, predictions: list[dict[str, Any]]) -> int:
     """Bulk import (one request, never retried by the SDK); returns how many Label Studio created."""
     body = _request("POST", f"api/projects/{int(ls_project_id)}/import/predictions", json=predictions,
-                    retries=0).json()
+                    retries=0, request_options={"timeout_in_seconds": settings.LABEL_STUDIO_IMPORT_TIMEOUT}).json()
     return int(body.get("created") or 0)
 
 

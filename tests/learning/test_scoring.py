@@ -29,6 +29,7 @@ class FakeLabelStudio:
     views: list[dict] = field(default_factory=list)
     import_faults: list[str] = field(default_factory=list)  # per import call: pass | lost | fail
     imports: int = 0
+    late: list = field(default_factory=list)
     reads: int = 0
     verified: int = 0
     on_import: object = None
@@ -50,6 +51,9 @@ class FakeLabelStudio:
         fault = self.import_faults.pop(0) if self.import_faults else "pass"
         if fault == "fail":
             raise label_studio.LabelStudioError("POST import/predictions answered 503", status_code=503)
+        if fault == "late":  # the client gave up; Label Studio applies the import a moment later
+            self.late = [dict(p) for p in predictions]
+            raise label_studio.LabelStudioError("POST import/predictions failed: timed out")
         unknown = [p["task"] for p in predictions if p["task"] not in self.texts]
         if unknown:
             raise label_studio.LabelStudioError(f"tasks {unknown} are not in the project", status_code=400)
@@ -61,7 +65,11 @@ class FakeLabelStudio:
         return len(predictions)
 
     def model_versions(self, ls_project_id):
-        return dict(collections.Counter(p["model_version"] for p in self.predictions))
+        counts = dict(collections.Counter(p["model_version"] for p in self.predictions))
+        if self.late:  # seen once without the late import, then it lands
+            self.predictions += self.late
+            self.late = []
+        return counts
 
     def delete_model_version(self, ls_project_id, version, timeout=None):
         before = len(self.predictions)
@@ -110,6 +118,7 @@ def fake_ls(monkeypatch, settings):
         monkeypatch.setattr(label_studio, name, getattr(fake, name))
     settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0
     settings.LABEL_STUDIO_RETRIES = 3
+    monkeypatch.setattr(scoring, "SETTLE_SECONDS", 0.0)
     return fake
 
 
@@ -189,6 +198,15 @@ def test_lost_answers_and_an_outage_end_with_exactly_one_prediction_after_the_re
 
 class WorkerKilled(BaseException):
     """Stands for SIGKILL: nothing in the job catches it."""
+
+
+def test_an_import_that_lands_after_its_timeout_is_waited_for_not_sent_twice(trained_sms_project, fake_ls, queued):
+    project, version = trained_sms_project
+    fake_ls.import_faults = ["pass", "late"]
+    run = score_now(project)
+    assert run.status == ScoringRun.Status.SUCCEEDED
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
+    assert fake_ls.verified == 0 and fake_ls.imports == 3  # the count settled at "all landed": nothing resent
 
 
 def test_a_chunk_sent_by_a_worker_that_died_is_checked_before_anything_is_sent_again(trained_sms_project, fake_ls,

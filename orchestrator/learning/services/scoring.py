@@ -70,6 +70,9 @@ FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 13.0, 26.0
 HEAD_CHUNK, MIN_CHUNK = 500, 100
 # Unlabeled tasks read per request while scoring a pool.
 READ_PAGE = 2000
+# After an import whose answer was lost: the tag's count must hold still this long (at most
+# SETTLE_CHECKS times) before the service looks at what landed.
+SETTLE_SECONDS, SETTLE_CHECKS = 5.0, 36
 HTTP_PHASES = frozenset({"read", "push", "verify", "switch", "cleanup"})
 
 
@@ -533,6 +536,7 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
     for attempt in range(1, attempts + 1):
         if not predictions:
             return
+        before = _tag_count(ctx)
         try:
             started = time.perf_counter()
             created = ctx.timed("push", lambda: label_studio.import_predictions(ctx.project.ls_project_id,
@@ -549,8 +553,34 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("scoring_push_retry run=%s attempt=%s delay=%.1fs error=%s", run.pk, attempt, delay, exc)
             time.sleep(delay)
+            if status is None and _settled_tag_count(ctx) - before == len(predictions):
+                return  # the answer was lost, the import was applied: all of the chunk landed
             missing = set(_missing_tag(ctx, [p["task"] for p in predictions]))
             predictions = [p for p in predictions if p["task"] in missing]
+
+
+def _tag_count(ctx: _Context) -> int:
+    """How many predictions carry the run's tag in Label Studio (one cheap aggregate)."""
+    ls_id = ctx.project.ls_project_id
+    counts = ctx.timed("verify", lambda: _ls(lambda: label_studio.model_versions(ls_id),
+                                             f"counting predictions of project {ls_id}"))
+    return int(counts.get(ctx.run.tag, 0))
+
+
+def _settled_tag_count(ctx: _Context) -> int:
+    """The tag's count once it stops moving: after a timeout, Label Studio may still be
+    applying the import the service gave up waiting for; checking what landed (and sending
+    the rest) before it finished would double those predictions."""
+    count = _tag_count(ctx)
+    for _ in range(SETTLE_CHECKS):
+        time.sleep(SETTLE_SECONDS)
+        again = _tag_count(ctx)
+        if again == count:
+            return count
+        count = again
+    raise label_studio.LabelStudioError(
+        f"Label Studio was still adding predictions of {ctx.run.tag} {SETTLE_CHECKS * SETTLE_SECONDS:.0f} s after "
+        "an import timed out; the run resumes later from its unconfirmed chunk")
 
 
 def _missing_tag(ctx: _Context, task_ids: Sequence[int]) -> list[int]:
