@@ -30,6 +30,7 @@ class FakeLabelStudio:
     import_faults: list[str] = field(default_factory=list)  # per import call: pass | lost | fail
     imports: int = 0
     late: list = field(default_factory=list)
+    counted: int = 0  # model_versions calls
     reads: int = 0
     verified: int = 0
     on_import: object = None
@@ -65,6 +66,7 @@ class FakeLabelStudio:
         return len(predictions)
 
     def model_versions(self, ls_project_id):
+        self.counted += 1
         counts = dict(collections.Counter(p["model_version"] for p in self.predictions))
         if self.late:  # seen once without the late import, then it lands
             self.predictions += self.late
@@ -158,6 +160,9 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
     everything = sorted(p["score"] for p in fake_ls.predictions if p["model_version"] == run.tag)
     assert sorted(first_chunk) == everything[:500] and first_chunk == sorted(first_chunk)
     assert not ScoringPool.objects.filter(run=run).exists()  # dropped once pushed
+    # Label Studio is asked for the tag's count once (then each import's answer keeps it), once
+    # by the switch and once by the clean-up; not before every chunk (that would be 5).
+    assert fake_ls.counted == 3
     assert fake_ls.project == {"model_version": version.version, "sampling": "Uncertainty sampling"}
     assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": scoring.queue_view_data(
         "Active learning queue")}]

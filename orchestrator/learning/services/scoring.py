@@ -239,6 +239,10 @@ class _Context:
     max_chunk: int = 5000
     last_import: tuple[int, float] | None = None  # (predictions, seconds)
     per_prediction: float | None = None  # seconds, estimated from imports of different sizes
+    # Predictions of the run's tag in Label Studio, kept up to date from each import's answer
+    # (None: ask). Only a lost answer needs it; deletions meanwhile can only lower the truth,
+    # which sends that check to the per-task one, never past it.
+    tag_count: int | None = None
 
     def adapt(self, size: int, seconds: float) -> None:
         """Size the next chunk from how long the last import of `size` predictions took.
@@ -411,7 +415,7 @@ def _read_page(ctx: _Context, after_id: int) -> list[dict[str, Any]]:
 def _score_pool(ctx: _Context) -> _Pool | None:
     """Score every unlabeled task above `high_water` and store them most informative first.
 
-    Only ids, probabilities and priorities stay in memory (about 20 bytes a task for two
+    Only ids, probabilities and priorities stay in memory (about 24 bytes a task for two
     labels; batch-aware strategies add 64 floats); each page's texts are dropped once
     predicted. Batch-aware strategies rank the whole pool, so a score reflects the rank.
     """
@@ -536,12 +540,15 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
     for attempt in range(1, attempts + 1):
         if not predictions:
             return
-        before = _tag_count(ctx)
+        if ctx.tag_count is None:
+            ctx.tag_count = _tag_count(ctx)
+        before = ctx.tag_count
         try:
             started = time.perf_counter()
             created = ctx.timed("push", lambda: label_studio.import_predictions(ctx.project.ls_project_id,
                                                                                  predictions))
             ctx.dropped += max(0, len(predictions) - created)
+            ctx.tag_count = before + created
             ctx.adapt(len(predictions), time.perf_counter() - started)
             return
         except label_studio.LabelStudioError as exc:
@@ -553,8 +560,11 @@ def _import(ctx: _Context, predictions: list[dict[str, Any]], through: int) -> N
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("scoring_push_retry run=%s attempt=%s delay=%.1fs error=%s", run.pk, attempt, delay, exc)
             time.sleep(delay)
-            if status is None and _settled_tag_count(ctx) - before == len(predictions):
+            settled = _settled_tag_count(ctx) if status is None else None
+            if settled is not None and settled - before == len(predictions):
+                ctx.tag_count = settled
                 return  # the answer was lost, the import was applied: all of the chunk landed
+            ctx.tag_count = None  # part of the chunk is sent again: count afresh
             missing = set(_missing_tag(ctx, [p["task"] for p in predictions]))
             predictions = [p for p in predictions if p["task"] in missing]
 
