@@ -19,17 +19,18 @@ from tests.support.redis import RedisServer  # noqa: E402
 
 
 @contextlib.contextmanager
-def running_stack(name: str, database: str = "sqlite") -> Iterator[tuple[LabelStudioServer, Loop]]:
+def running_stack(name: str, database: str = "sqlite", label_studio_env: dict[str, str] | None = None
+                  ) -> Iterator[tuple[LabelStudioServer, Loop]]:
     """Label Studio 1.23.2, Redis, the service and a Celery worker (with beat), stopped on exit.
 
     `database`: "sqlite" (the embedded default) or "postgresql" (a server started here, as
-    docker-compose deploys). SIGTERM (e.g. `timeout`) stops everything too: it is turned
+    docker-compose deploys). `label_studio_env`: extra settings for Label Studio. SIGTERM (e.g. `timeout`) stops everything too: it is turned
     into SystemExit, so `finally` runs.
     """
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix=f"alo-bench-{name}-") as tmp:
         tmp = Path(tmp)
-        ls = LabelStudioServer(tmp / "label-studio")
+        ls = LabelStudioServer(tmp / "label-studio", extra_env=label_studio_env)
         redis = RedisServer(tmp / "redis")
         postgres = PostgresServer(tmp / "postgres") if database == "postgresql" else None
         ls.start()

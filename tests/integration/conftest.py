@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.label_studio import LabelStudioServer
+from tests.support.label_studio import MEMORY_EFFICIENT_IMPORT, LabelStudioServer
 from tests.support.processes import ManagedProcess, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,26 @@ def _running(server):
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory):
     yield from _running(LabelStudioServer(tmp_path_factory.mktemp("label-studio")))
+
+
+@pytest.fixture(scope="session")
+def label_studio_memory_efficient(tmp_path_factory):
+    """A second Label Studio, with its memory-efficient prediction import switched on (README,
+    "Large projects"). That import skips the label-config check the default one makes, which
+    shows the flag took: a prediction naming an unknown choice is stored, not dropped."""
+    for server in _running(LabelStudioServer(tmp_path_factory.mktemp("label-studio-me"),
+                                             extra_env={MEMORY_EFFICIENT_IMPORT: "true"})):
+        probe = server.api("POST", "/api/projects", json={"title": "flag probe", "label_config": (
+            '<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
+            '<Choice value="a"/></Choices></View>')})
+        server.api("POST", f"/api/projects/{probe['id']}/import", json=[{"text": "probe"}])
+        (task,) = server.api("GET", "/api/tasks", params={"project": probe["id"], "include": "id"})["tasks"]
+        created = server.api("POST", f"/api/projects/{probe['id']}/import/predictions", json=[{
+            "task": task["id"], "model_version": "probe", "result": [
+                {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["unknown"]}}]}])
+        assert created == {"created": 1}, f"{MEMORY_EFFICIENT_IMPORT} did not take: {created}"
+        server.api("DELETE", f"/api/projects/{probe['id']}/")
+        yield server
 
 
 @dataclass

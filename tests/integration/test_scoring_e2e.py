@@ -174,9 +174,14 @@ def test_every_unlabeled_task_is_scored_and_the_queue_follows_the_newest_model(t
         stop_loop(loop)
 
 
-def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_path, redis_server, label_studio):
-    """Lost answers, timeouts and an outage on the import endpoint; the rerun completes the push."""
-    ls = label_studio
+@pytest.mark.parametrize("setup", ["label_studio", "label_studio_memory_efficient"],
+                         ids=["default-import", "memory-efficient-import"])
+def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_path, redis_server, request, setup):
+    """Lost answers, timeouts and an outage on the import endpoint; the rerun completes the push.
+
+    Also on a Label Studio with its memory-efficient import, which stores each request in
+    batches of 500 without one transaction (the README recommends it for large projects)."""
+    ls = request.getfixturevalue(setup)
     state = {"down": False}
     faults = {2: "lost", 4: "fail", 5: "slow", 7: "lost"}
 

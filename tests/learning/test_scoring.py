@@ -35,6 +35,10 @@ class FakeLabelStudio:
     verified: int = 0
     on_import: object = None
     project_at_import: list = field(default_factory=list)  # the project's model_version as each import began
+    # Label Studio's memory-efficient import (a feature flag) stores batches of 500 one after
+    # the other and fails at the first batch naming a task gone from the project, keeping the
+    # batches before it; the default import checks every task first and stores nothing.
+    batch_by_batch: bool = False
 
     def unlabeled_tasks(self, ls_project_id, *, after_id, limit=1000, include="id,data"):
         ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id)
@@ -55,10 +59,13 @@ class FakeLabelStudio:
         if fault == "late":  # the client gave up; Label Studio applies the import a moment later
             self.late = [dict(p) for p in predictions]
             raise label_studio.LabelStudioError("POST import/predictions failed: timed out")
-        unknown = [p["task"] for p in predictions if p["task"] not in self.texts]
-        if unknown:
-            raise label_studio.LabelStudioError(f"tasks {unknown} are not in the project", status_code=400)
-        self.predictions += [dict(p) for p in predictions]
+        batch = 500 if self.batch_by_batch else max(1, len(predictions))
+        for start in range(0, len(predictions), batch):
+            part = predictions[start:start + batch]
+            unknown = [p["task"] for p in part if p["task"] not in self.texts]
+            if unknown:
+                raise label_studio.LabelStudioError(f"tasks {unknown} are not in the project", status_code=400)
+            self.predictions += [dict(p) for p in part]
         if self.on_import:
             self.on_import()
         if fault == "lost":
@@ -199,6 +206,28 @@ def test_lost_answers_and_an_outage_end_with_exactly_one_prediction_after_the_re
     assert rerun.status == ScoringRun.Status.SUCCEEDED and rerun.attempts == 2
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
     assert fake_ls.project["model_version"] == run.tag
+
+
+@pytest.mark.parametrize("batch_by_batch", [False, True], ids=["default-import", "memory-efficient-import"])
+def test_tasks_deleted_during_the_push_are_skipped_and_the_rest_get_exactly_one(trained_sms_project, fake_ls,
+                                                                                queued, batch_by_batch):
+    project, version = trained_sms_project
+    ScoringPolicy.objects.filter(project=project).update(chunk_size=2000)
+    fake_ls.batch_by_batch = batch_by_batch
+    gone: list[int] = []
+
+    def delete_tasks_of_later_chunks():  # after the first import: tasks the next chunks hold
+        if not gone:
+            ours = {p["task"] for p in fake_ls.predictions}
+            gone.extend(sorted(set(fake_ls.texts) - ours)[::97])
+            for task in gone:
+                del fake_ls.texts[task]
+
+    fake_ls.on_import = delete_tasks_of_later_chunks
+    run = score_now(project)
+    assert run.status == ScoringRun.Status.SUCCEEDED, run.error
+    assert len(gone) == 21 and fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500 - len(gone)}
+    assert not {p["task"] for p in fake_ls.predictions} & set(gone)
 
 
 class WorkerKilled(BaseException):
@@ -392,20 +421,27 @@ def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, se
     assert ctx.chunk == after
 
 
-@pytest.mark.parametrize("history, after", [
+@pytest.mark.parametrize("history, after, fixed", [
     # As on a 100k-task project: Label Studio's fixed work per import dominates and grows as
-    # predictions accumulate. Halving would only add requests: the chunk grows to the most.
-    ([(500, 7.9), (1000, 11.7), (2000, 12.9), (4000, 22.6), (4000, 28.5), (5000, 36.0)], 5000),
-    # The predictions themselves are slow (6 ms each): halve.
-    ([(500, 3.0), (1000, 6.0), (2000, 12.0), (4000, 24.0), (4000, 27.0)], 2000),
+    # predictions accumulate. Halving would only add requests: the chunk grows to the most,
+    # and the run says how to make Label Studio's imports cheaper.
+    ([(500, 7.9), (1000, 11.7), (2000, 12.9), (4000, 22.6), (4000, 28.5), (5000, 36.0)], 5000, 30.0),
+    # The predictions themselves are slow (6 ms each): halve, nothing to say about Label Studio.
+    ([(500, 3.0), (1000, 6.0), (2000, 12.0), (4000, 24.0), (4000, 27.0)], 2000, None),
 ])
-def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(history, after):
+def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(history, after, fixed, caplog):
     ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=500,
                            max_chunk=5000)
     for size, seconds in history:
         assert size == ctx.chunk
         ctx.adapt(size, seconds)
     assert ctx.chunk == after
+    warnings = [r.getMessage() for r in caplog.records if "scoring_slow_label_studio" in r.getMessage()]
+    if fixed is None:
+        assert "import_fixed_cost" not in ctx.timings and warnings == []
+    else:
+        assert ctx.timings["import_fixed_cost"] == pytest.approx(fixed, abs=0.5)
+        assert len(warnings) == 1 and f"{scoring.LABEL_STUDIO_MEMORY_EFFICIENT_IMPORT}=true" in warnings[0]
 
 
 def test_beat_resumes_a_failed_push_once_it_has_rested(trained_sms_project, fake_ls, queued):

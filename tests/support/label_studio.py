@@ -51,6 +51,11 @@ LABEL_STUDIO_TEST_ENV: dict[str, str] = {
     "LATEST_VERSION_CHECK": "false",
 }
 
+# Label Studio's feature flag (read from an environment variable of the same name) for its
+# memory-efficient prediction import: counters recomputed for the imported tasks only, not for
+# every task of the project. Off by default in 1.23.2; the README recommends it for large projects.
+MEMORY_EFFICIENT_IMPORT = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
+
 
 class LabelStudioAPIError(RuntimeError):
     """A Label Studio REST call answered with an error status."""
@@ -329,6 +334,7 @@ __all__ = [
     "LABEL_STUDIO_TEST_ENV",
     "LabelStudioAPIError",
     "LabelStudioServer",
+    "MEMORY_EFFICIENT_IMPORT",
     "cache_dir",
     "database_template",
     "ensure_venv",

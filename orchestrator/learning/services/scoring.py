@@ -70,6 +70,9 @@ FAST_IMPORT_SECONDS, SLOW_IMPORT_SECONDS = 13.0, 26.0
 HEAD_CHUNK, MIN_CHUNK = 500, 100
 # Unlabeled tasks read per request while scoring a pool.
 READ_PAGE = 2000
+# Label Studio's feature flag (an environment variable of its server) for an import that
+# recomputes only the counters of the tasks it touches; off by default in 1.23.2.
+LABEL_STUDIO_MEMORY_EFFICIENT_IMPORT = "fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short"
 # After an import whose answer was lost: the tag's count must hold still this long (at most
 # SETTLE_CHECKS times) before the service looks at what landed.
 SETTLE_SECONDS, SETTLE_CHECKS = 5.0, 36
@@ -243,6 +246,7 @@ class _Context:
     # (None: ask). Only a lost answer needs it; deletions meanwhile can only lower the truth,
     # which sends that check to the per-task one, never past it.
     tag_count: int | None = None
+    warned_fixed_cost: bool = False
 
     def adapt(self, size: int, seconds: float) -> None:
         """Size the next chunk from how long the last import of `size` predictions took.
@@ -270,6 +274,19 @@ class _Context:
                 self.chunk = max(min(MIN_CHUNK, self.max_chunk), self.chunk // 2)
             else:  # Label Studio's fixed work per request: fewer requests
                 self.chunk = min(self.max_chunk, self.chunk * 2)
+                self._report_fixed_cost(seconds - own)
+
+    def _report_fixed_cost(self, fixed: float) -> None:
+        """Say once per run that Label Studio's own setup makes every import slow, and the cure."""
+        self.timings["import_fixed_cost"] = round(fixed, 3)
+        if self.warned_fixed_cost:
+            return
+        self.warned_fixed_cost = True
+        logger.warning(
+            "scoring_slow_label_studio run=%s fixed_seconds_per_import=%.1f: Label Studio recomputes the counters of "
+            "every task of the project on each prediction import. Start it with %s=true (or with Redis and an RQ "
+            "worker) to make imports cost what they import; see the README, 'Large projects'.",
+            getattr(self.run, "pk", None), fixed, LABEL_STUDIO_MEMORY_EFFICIENT_IMPORT)
 
     def timed(self, phase: str, call: Callable[[], Any]) -> Any:
         started = time.perf_counter()
