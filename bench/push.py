@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import SMS_CONFIG, SMS_POOL, SMS_SAMPLE, sms_rows  # noqa: E402
-from tests.support.label_studio import MEMORY_EFFICIENT_IMPORT  # noqa: E402
+from tests.support.label_studio import MEMORY_EFFICIENT_IMPORT, LabelStudioAPIError  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from stack import print_table, running_stack  # noqa: E402
@@ -50,7 +50,12 @@ def texts(n: int) -> list[tuple[str, str]]:
 def wait(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except LabelStudioAPIError as exc:  # e.g. SQLite busy under a long deletion: ask again
+            if exc.status < 500:
+                raise
+            value = None
         if value:
             return value
         time.sleep(interval)
@@ -128,13 +133,14 @@ def push_size(ls, loop, n: int, chunk: int, reference_max: int) -> list[tuple[st
     rows = texts(n)
     # The reference: Label Studio's bulk import of n predictions, 1,000 per request (its own batch),
     # into a twin project of the same n tasks, so both pushes meet the same per-request costs.
+    # Both projects exist before either push, so both meet a database of the same size.
     twin, twin_ids, _ = make_project(ls, loop, f"reference-{n}", rows, training={"auto_train": False},
                                      scoring={"auto_push": False})
+    pid, ids, _ = make_project(ls, loop, f"push-{n}", rows, training={"auto_train": False},
+                               scoring={"auto_push": False, "chunk_size": chunk})
     listing = listing_rate(ls, twin)
     reference_count = min(n, reference_max)  # Label Studio's rate at this project size, on a sample
     reference, reference_slowest = bulk_import_rate(ls, twin, twin_ids, 1000, reference_count)
-    pid, ids, _ = make_project(ls, loop, f"push-{n}", rows, training={"auto_train": False},
-                               scoring={"auto_push": False, "chunk_size": chunk})
     loop.service.manage("train_project", "--project", str(pid), "--from-file", str(SMS_SAMPLE))
     seconds, rss, _ = run_measured([sys.executable, str(ROOT / "manage.py"), "score_project", "--project", str(pid)],
                                    loop.service.env)
@@ -143,7 +149,9 @@ def push_size(ls, loop, n: int, chunk: int, reference_max: int) -> list[tuple[st
     assert run["status"] == "succeeded" and versions.get(run["tag"]) == n, (run, versions)
     assert ls.api("GET", f"/api/projects/{pid}")["model_version"] == run["tag"]
     t = run["timings"]
-    end_to_end = n / seconds
+    (job,) = loop.rows("SELECT (julianday(finished_at) - julianday(started_at)) * 86400 FROM learning_scoringrun "
+                       f"WHERE id = {run['id']}")[0]
+    end_to_end = n / job  # the job as a worker runs it: model load, read, score, push, switch
     # A push must list every task (Label Studio's listing rate) and import a prediction for it
     # (its import rate); in one Label Studio process the two do not overlap (measured), so this
     # is the fastest any push can go here.
@@ -157,9 +165,10 @@ def push_size(ls, loop, n: int, chunk: int, reference_max: int) -> list[tuple[st
         (f"{n:,} tasks: Label Studio's own limit for list + import", f"{floor:.0f} tasks/s = "
                                                                      f"{floor / reference:.2f}x the bulk import rate"),
         (f"{n:,} tasks: scoring alone", f"{n / t['score']:,.0f} tasks/s ({t['score']:.1f} s: texts, predict, priorities)"),
-        (f"{n:,} tasks: end to end", f"{end_to_end:.0f} tasks/s in {seconds:.0f} s = {end_to_end / reference:.2f}x "
+        (f"{n:,} tasks: end to end", f"{end_to_end:.0f} tasks/s in {job:.0f} s = {end_to_end / reference:.2f}x "
                                      f"the bulk import rate (target >= 0.80), {end_to_end / floor:.2f}x "
-                                     "Label Studio's list + import limit"),
+                                     f"Label Studio's list + import limit (the scoring process: {seconds:.0f} s "
+                                     "with its start)"),
         (f"{n:,} tasks: phases", phases(t)),
         (f"{n:,} tasks: slowest call to Label Studio", f"{t.get('slowest_call', 0):.1f} s (target <= 30)"),
         (f"{n:,} tasks: peak RSS of the scoring process", f"{rss:.0f} MB (target <= 500)"),

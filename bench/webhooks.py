@@ -9,11 +9,13 @@ embedded default) and once on PostgreSQL (as docker-compose deploys it). Then:
 2. reports webhook ack latency, how many trainings the burst started, and the time from
    the last event until the new version serves (/setup reports it); then again with a
    policy that trains only after the burst, to separate the ack path from a training
-   competing for the same two cores;
+   competing for the same two cores; then a paced burst (events due at `--rate`, 250/s: 1,000
+   in 4 s) with training on, whose latencies count from when each event was due;
 3. measures training time (read from Label Studio + fit + cross-validate + MLflow) for
    1k and 10k annotations, through Start Training (on the first database).
 
-Run: `python bench/webhooks.py [--events 1000] [--sizes 1000,10000] [--databases sqlite,postgresql]`.
+Run: `python bench/webhooks.py [--events 1000] [--sizes 1000,10000] [--databases sqlite,postgresql]
+[--client python|wrk] [--rate 250]`.
 """
 from __future__ import annotations
 
@@ -138,12 +140,16 @@ def wrk_burst(url: str, payloads: list[bytes]) -> tuple[float, float, float, int
     return float(p50), float(p99), float(most), int(sent)
 
 
-def burst(ls, loop, events: int, *, quiet: bool = False, use_wrk: bool = False) -> list[tuple[str, str]]:
+def burst(ls, loop, events: int, *, quiet: bool = False, use_wrk: bool = False,
+          rate: float | None = None) -> list[tuple[str, str]]:
     """N webhooks from 8 senders. `quiet`: the policy defers training past the burst, which
-    isolates the ack path from a training (and Label Studio serving its reads) on the same cores."""
+    isolates the ack path from a training (and Label Studio serving its reads) on the same cores.
+    `rate`: the events are due at that rate (open loop) instead of as fast as the senders go;
+    each latency counts from the moment its event was due, so a sender running late counts too."""
     training = ({"min_annotations": 10, "retrain_every": 100_000, "quiet_seconds": 15} if quiet
                 else {"min_annotations": 10, "retrain_every": 25, "quiet_seconds": 20})
-    project, tasks, _ = annotated_project(ls, "burst-quiet" if quiet else "burst", events, loop, training)
+    title = "burst-quiet" if quiet else f"burst-{rate:.0f}-per-s" if rate else "burst"
+    project, tasks, _ = annotated_project(ls, title, events, loop, training)
     pid, key = project["id"], f"{project['id']}.0"
     # Bodies encoded up front and one keep-alive connection per sender, so the client's own
     # work (it shares the two cores) stays out of the measured latency as far as it can.
@@ -151,11 +157,13 @@ def burst(ls, loop, events: int, *, quiet: bool = False, use_wrk: bool = False) 
     address = urlsplit(loop.service.url)
     local = threading.local()
 
-    def send(payload: bytes) -> float:
+    def send(payload: bytes, due: float | None = None) -> float:
         connection = getattr(local, "connection", None)
         if connection is None:
             connection = local.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
-        t0 = time.perf_counter()
+        if due is not None:
+            time.sleep(max(0.0, due - time.perf_counter()))
+        t0 = time.perf_counter() if due is None else due
         connection.request("POST", "/webhook", body=payload, headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         response.read()
@@ -164,9 +172,19 @@ def burst(ls, loop, events: int, *, quiet: bool = False, use_wrk: bool = False) 
             raise SystemExit(f"/webhook answered {response.status}")
         return elapsed
 
-    label = "quiet burst (training after it)" if quiet else "burst"
+    label = ("quiet burst (training after it)" if quiet else
+             f"paced burst ({rate:.0f}/s, training during it)" if rate else "burst")
     start = time.perf_counter()
-    if use_wrk:
+    if rate:
+        # Connections opened before the clock starts; then event i is due at start + i / rate.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            begin = time.perf_counter() + 0.5
+            latencies = list(pool.map(send, payloads, [begin + i / rate for i in range(len(payloads))]))
+        last_event = time.perf_counter()
+        p50, p99, most = statistics.median(latencies), percentile(latencies, 99), max(latencies)
+        rows = [(f"{label}: events sent", f"{events} in {last_event - begin:.2f} s (due at {rate:.0f}/s, "
+                                          "8 Python senders; latency counted from when each was due)")]
+    elif use_wrk:
         p50, p99, most, sent = wrk_burst(f"{loop.service.url}/webhook", payloads)
         last_event = time.perf_counter()
         rows = [(f"{label}: events sent", f"{sent} by wrk (8 connections; it runs a fixed {WRK_SECONDS} s)")]
@@ -215,6 +233,8 @@ def main() -> None:
     parser.add_argument("--client", choices=("wrk", "python"), default="python",
                         help="who sends the burst: 8 Python threads, or wrk (as fast as it can: more load; "
                              "'last event -> serving' then counts from wrk's fixed end)")
+    parser.add_argument("--rate", type=float, default=250.0,
+                        help="also a paced burst: events due at this rate (0: skip)")
     args = parser.parse_args()
     results: list[tuple[str, str]] = []
     for i, database in enumerate(d for d in args.databases.split(",") if d):
@@ -222,6 +242,8 @@ def main() -> None:
             use_wrk = args.client == "wrk"
             rounds = (burst(ls, loop, args.events, use_wrk=use_wrk)
                       + burst(ls, loop, args.events, quiet=True, use_wrk=use_wrk))
+            if args.rate:
+                rounds += burst(ls, loop, args.events, rate=args.rate)
             results += [(f"[{database}] {name}", value) for name, value in rounds]
             print(*results[-len(rounds):], sep="\n", flush=True)
             if i == 0:
