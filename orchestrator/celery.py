@@ -30,3 +30,22 @@ def _lower_priority(**kwargs) -> None:
             os.nice(increment)
         except OSError:  # not permitted here: run at normal priority
             pass
+
+
+def warm_producer() -> None:
+    """Connect this process's producer to the broker before its first task is sent.
+
+    A web process otherwise pays for it inside the first webhook that schedules a check
+    (finalizing the app, loading the result backend, connecting: 130 ms quiet, 400-700 ms
+    measured during a burst, while the other request threads of the process wait on it).
+    A broker that cannot be reached now is only logged: sending retries when it is back.
+    """
+    import logging
+
+    try:
+        app.tasks  # noqa: B018 - finalizes the app: every task registered
+        app.backend  # noqa: B018 - the result backend's class is looked up on first use
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # the broker may be down at start; nothing here must stop serving
+        logging.getLogger(__name__).warning("broker_not_reached_at_start error=%s", exc)

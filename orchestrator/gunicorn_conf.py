@@ -21,13 +21,16 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
 def post_worker_init(worker):
-    """Import MLflow and load the serving models in the background, so the first /predict is quick."""
+    """In the background: connect to the broker, so the first webhook is quick; then import
+    MLflow and load the serving models, so the first /predict is."""
     import threading
 
     def warm():
-        from orchestrator.learning.serving import registry
+        from orchestrator.celery import warm_producer
         from orchestrator.gateways import mlflow_registry
+        from orchestrator.learning.serving import registry
 
+        warm_producer()
         mlflow_registry.preload()
         registry.warm_all()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,9 @@ from orchestrator.learning.services import events, predictions, projects, scorin
 from orchestrator.mlbackend.auth import check_basic_auth
 
 logger = logging.getLogger(__name__)
+
+# An ack slower than this is logged with its parts (Label Studio waits on each webhook).
+SLOW_ACK_SECONDS = 0.2
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
@@ -133,10 +137,16 @@ def predict(request: HttpRequest) -> HttpResponse:
 def webhook(request: HttpRequest) -> HttpResponse:
     # Label Studio sends webhooks without the basic-auth header (see README), so /webhook
     # only records ids; training reads the annotations back from Label Studio itself.
+    started = time.perf_counter()
     event = events.record_event(json_body(request))
+    recorded = time.perf_counter()
     training_loop.on_event(event)
     if event.action == "TASKS_CREATED":  # new tasks get scored by the serving version
         scoring.on_tasks_created(event.project_id)
+    done = time.perf_counter()
+    if done - started > SLOW_ACK_SECONDS:  # Label Studio waits on this: say where the time went
+        logger.warning("webhook_slow event=%s action=%s total_ms=%.0f record_ms=%.0f schedule_ms=%.0f", event.pk,
+                       event.action, (done - started) * 1000, (recorded - started) * 1000, (done - recorded) * 1000)
     return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)
 
 

@@ -174,7 +174,7 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
     assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": scoring.queue_view_data(
         "Active learning queue")}]
     assert any(p["model_version"] == "someone else's model" for p in fake_ls.predictions)  # never touched
-    assert set(run.timings) >= {"read", "score", "push", "switch"}
+    assert set(run.timings) >= {"load", "read", "score", "push", "switch"}
     # Ascending score is descending least-confidence priority, from the served model's probabilities.
     ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
     model = project.serving and scoring.registry.load(version.model_uri, scoring.backend_for(project.label_config))

@@ -6,6 +6,7 @@ server, worker and broker are exercised in tests/integration/test_training_loop_
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -288,3 +289,28 @@ def test_reconciliation_asks_again_for_events_a_lost_message_left(sms_project, q
     assert training_loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0}
     assert queued == [(sms_project.pk, 0.0)]
     assert training_loop.reconcile()["checks_requested"] == 0  # a check is on its way
+
+
+
+def test_web_processes_connect_to_the_broker_before_their_first_webhook(tmp_path):
+    """gunicorn's post_worker_init warms the producer, so the first check a webhook schedules
+    does not pay for the connection while the process's other requests wait. A fresh process,
+    as a web worker is: the producer the next apply_async gets is connected only after it."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django; django.setup()\n"
+        "from orchestrator.celery import app, warm_producer\n"
+        "def connected():\n"
+        "    with app.producer_or_acquire() as producer:\n"
+        "        return producer.connection.connected\n"
+        "print(connected(), end=' '); warm_producer(); print(connected())\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orchestrator.settings", "ALO_DATA_DIR": str(tmp_path)}
+    env.pop("CELERY_BROKER_URL", None)  # the embedded broker: no server needed
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"], result.stdout

@@ -366,13 +366,16 @@ def _execute(run: ScoringRun, owner: str) -> str:
 def _context(run: ScoringRun) -> _Context:
     project, version = run.project, run.model_version
     backend = backend_for(project.label_config)
-    model = registry.load(version.model_uri, backend)
+    started = time.perf_counter()
+    model = registry.load(version.model_uri, backend)  # from MLflow, or this process's cache
+    timings = dict(run.timings or {})
+    timings["load"] = timings.get("load", 0.0) + time.perf_counter() - started
     serving = Serving(project_pk=project.pk, ls_project_id=project.ls_project_id, version=run.tag, backend=backend,
                       model=model, strategy=project.strategy, strategy_params=dict(project.strategy_params or {}),
                       fetched_at=time.monotonic())
     policy = policy_of(project)
     return _Context(run=run, project=project, policy=policy, serving=serving, model=model,
-                    timings=dict(run.timings or {}), chunk=min(HEAD_CHUNK, policy.chunk_size),
+                    timings=timings, chunk=min(HEAD_CHUNK, policy.chunk_size),
                     max_chunk=policy.chunk_size)
 
 
