@@ -138,6 +138,8 @@ DEFAULT_STRATEGY = env_str("ALO_DEFAULT_STRATEGY", "least_confidence")
 PREDICT_MAX_TASKS = env_int("ALO_PREDICT_MAX_TASKS", 100_000)
 # How often a web process re-reads which version serves (a promotion shows within this).
 ALO_SERVING_REFRESH_SECONDS = float(env_str("ALO_SERVING_REFRESH_SECONDS", "2"))
+# A webhook ack slower than this inside the service is logged with its parts.
+ALO_SLOW_ACK_MS = float(env_str("ALO_SLOW_ACK_MS", "200"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("ALO_MAX_REQUEST_BYTES", 256 * 1024 * 1024)
 
 # --- MLflow -------------------------------------------------------------------------------

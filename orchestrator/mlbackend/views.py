@@ -25,9 +25,6 @@ from orchestrator.mlbackend.auth import check_basic_auth
 
 logger = logging.getLogger(__name__)
 
-# An ack slower than this is logged with its parts (Label Studio waits on each webhook).
-SLOW_ACK_SECONDS = 0.2
-
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
@@ -144,7 +141,7 @@ def webhook(request: HttpRequest) -> HttpResponse:
     if event.action == "TASKS_CREATED":  # new tasks get scored by the serving version
         scoring.on_tasks_created(event.project_id)
     done = time.perf_counter()
-    if done - started > SLOW_ACK_SECONDS:  # Label Studio waits on this: say where the time went
+    if (done - started) * 1000 > settings.ALO_SLOW_ACK_MS:  # Label Studio waits on this: say where the time went
         logger.warning("webhook_slow event=%s action=%s total_ms=%.0f record_ms=%.0f schedule_ms=%.0f", event.pk,
                        event.action, (done - started) * 1000, (recorded - started) * 1000, (done - recorded) * 1000)
     return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)

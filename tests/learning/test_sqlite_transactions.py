@@ -66,3 +66,45 @@ def test_a_read_then_write_transaction_waits_for_a_concurrent_writer(tmp_path):
     assert result["errors"] == []
     # The writer waited for the transaction that held the lock from its BEGIN.
     assert result["rows"] == [1, 2]
+
+
+TURNS = """
+import json, pathlib, sys, time
+import django
+django.setup()
+from orchestrator.learning.services.events import _SQLITE_INSERTS
+
+asking = pathlib.Path(sys.argv[2])
+if sys.argv[1] == "holder":
+    with _SQLITE_INSERTS:
+        deadline = time.time() + 60
+        while not asking.exists() and time.time() < deadline:  # the waiter is about to ask for its turn
+            time.sleep(0.01)
+        time.sleep(0.5)
+        released = time.time()
+    print(json.dumps({"released": released}), flush=True)
+else:
+    asking.touch()
+    with _SQLITE_INSERTS:
+        print(json.dumps({"got": time.time()}), flush=True)
+"""
+
+
+def test_web_processes_take_turns_for_webhook_inserts(tmp_path):
+    """Two processes on one SQLite file: the second waits on the first's turn (an flock beside
+    the database), not in SQLite's busy handler."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DATABASE_URL"))}
+    env.update({"ALO_DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "orchestrator.settings"})
+    asking = tmp_path / "asking"
+    holder = subprocess.Popen([sys.executable, "-c", TURNS, "holder", str(asking)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        waiter = subprocess.run([sys.executable, "-c", TURNS, "waiter", str(asking)], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert waiter.returncode == 0, waiter.stderr[-3000:]
+        released = json.loads(holder.stdout.readline())["released"]
+        got = json.loads(waiter.stdout.strip().splitlines()[-1])["got"]
+        assert got >= released  # its turn came only once the holder's ended
+        assert (tmp_path / "orchestrator.sqlite3.insert-lock").exists()
+    finally:
+        holder.wait(timeout=60)
