@@ -1,6 +1,7 @@
 """Record what Label Studio tells the service through /webhook and the legacy /train."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -70,6 +71,11 @@ class _SqliteInsertTurns:
 _SQLITE_INSERTS = _SqliteInsertTurns()
 
 
+def write_turn():
+    """The turn a web request takes for its few writes on SQLite (nothing to take elsewhere)."""
+    return _SQLITE_INSERTS if connection.vendor == "sqlite" else contextlib.nullcontext()
+
+
 class EventError(ValueError):
     """A webhook body the service cannot read."""
 
@@ -125,10 +131,7 @@ def record_event(payload: Any) -> WebhookEvent:
         task_ids=task_ids,
         cancelled=cancelled,
     )
-    if connection.vendor == "sqlite":
-        with _SQLITE_INSERTS:
-            event.save(force_insert=True)
-    else:
+    with write_turn():
         event.save(force_insert=True)
     event.project_snapshot = snapshot  # not a column: the project's scheduling state as of this event
     return event

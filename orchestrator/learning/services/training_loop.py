@@ -31,7 +31,7 @@ from django.utils import timezone
 from backends import TrainingDataError, backend_for
 from orchestrator.gateways import label_studio
 from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
-from orchestrator.learning.services import leases
+from orchestrator.learning.services import events, leases
 from orchestrator.learning.services.events import TRAINING_EVENTS
 from orchestrator.learning.services.training import (
     examples_from_tasks,
@@ -139,8 +139,9 @@ def request_check(project_id: int, *, delay: float = 0.0, scheduled: datetime | 
     if scheduled is not None and scheduled <= at:
         return False
     sooner = Q(training_check_at__isnull=True) | Q(training_check_at__gt=at)
-    if not Project.objects.filter(pk=project_id).filter(sooner).update(training_check_at=at):
-        return False
+    with events.write_turn():  # a webhook's write: in turn with the other acks on SQLite
+        if not Project.objects.filter(pk=project_id).filter(sooner).update(training_check_at=at):
+            return False
     from orchestrator.learning import tasks
 
     try:
