@@ -77,6 +77,7 @@ from orchestrator.learning.services.events import _SQLITE_INSERTS
 asking = pathlib.Path(sys.argv[2])
 if sys.argv[1] == "holder":
     with _SQLITE_INSERTS:
+        print("held", flush=True)
         deadline = time.time() + 60
         while not asking.exists() and time.time() < deadline:  # the waiter is about to ask for its turn
             time.sleep(0.01)
@@ -99,6 +100,7 @@ def test_web_processes_take_turns_for_webhook_inserts(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", TURNS, "holder", str(asking)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline().strip() == "held"  # the holder has its turn before the waiter asks
         waiter = subprocess.run([sys.executable, "-c", TURNS, "waiter", str(asking)], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)
         assert waiter.returncode == 0, waiter.stderr[-3000:]
