@@ -171,8 +171,11 @@ def test_label_studio_serves_the_api_and_stops(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ending", ["exit", "keyboard-interrupt"])
 def test_atexit_stops_what_an_interrupted_run_left(tmp_path: Path, ending: str) -> None:
     # A test process that starts a server and never stops it (crash, Ctrl-C): atexit must clean up.
+    # Python leaves SIGINT alone when it starts with SIGINT ignored (a run launched in the
+    # background by a non-interactive shell): restore Ctrl-C's KeyboardInterrupt explicitly.
     script = f"""
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 from tests.support.processes import ManagedProcess
 proc = ManagedProcess(["sh", "-c", "sleep 300 & sleep 300"], {str(tmp_path / "left.log")!r}).start()
