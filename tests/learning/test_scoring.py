@@ -16,6 +16,7 @@ from orchestrator.learning.models import ScoringPolicy, ScoringPool, ScoringRun
 from orchestrator.learning.services import scoring
 from orchestrator.learning.services.training import train_model_version
 from tests.conftest import SMS_POOL, sms_rows
+from tests.support.label_studio import MEMORY_EFFICIENT_IMPORT
 
 
 @dataclass
@@ -441,7 +442,8 @@ def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(
         assert "import_fixed_cost" not in ctx.timings and warnings == []
     else:
         assert ctx.timings["import_fixed_cost"] == pytest.approx(fixed, abs=0.5)
-        assert len(warnings) == 1 and f"{scoring.LABEL_STUDIO_MEMORY_EFFICIENT_IMPORT}=true" in warnings[0]
+        # The flag the harness's second Label Studio proves works (tests/integration/conftest.py).
+        assert len(warnings) == 1 and f"{MEMORY_EFFICIENT_IMPORT}=true" in warnings[0]
 
 
 def test_beat_resumes_a_failed_push_once_it_has_rested(trained_sms_project, fake_ls, queued):

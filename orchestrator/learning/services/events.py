@@ -23,7 +23,8 @@ TRAINING_EVENTS = frozenset(
 
 
 class _SqliteInsertTurns:
-    """Webhook inserts take turns on a lock instead of in SQLite's busy handler.
+    """A webhook's writes (its event, the check it schedules) take turns on a lock instead of
+    in SQLite's busy handler.
 
     SQLite admits one writer at a time, and a writer that finds the file locked sleeps in
     its busy handler (1, 2, 5, 10, 15, 20, 25, ... 100 ms between tries) with no queue: under
@@ -36,7 +37,6 @@ class _SqliteInsertTurns:
     def __init__(self) -> None:
         self._threads = threading.Lock()
         self._file = None
-        self._held = None
         self._pid = 0
 
     def _lock_file(self):
@@ -53,17 +53,16 @@ class _SqliteInsertTurns:
     def __enter__(self) -> None:
         self._threads.acquire()
         try:
-            self._held = self._lock_file()
-            if self._held is not None:
-                fcntl.flock(self._held, fcntl.LOCK_EX)
+            if self._lock_file() is not None:
+                fcntl.flock(self._file, fcntl.LOCK_EX)
         except BaseException:
             self._threads.release()
             raise
 
     def __exit__(self, *exc_info: object) -> None:
         try:
-            if self._held is not None:
-                fcntl.flock(self._held, fcntl.LOCK_UN)
+            if self._file is not None:  # the one __enter__ locked: it changes only under the thread lock
+                fcntl.flock(self._file, fcntl.LOCK_UN)
         finally:
             self._threads.release()
 
