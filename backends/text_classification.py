@@ -24,6 +24,8 @@ TEXT_OBJECTS = frozenset({"Text", "HyperText", "Markdown"})
 MULTILABEL_THRESHOLD = 0.5
 # Where a pipeline carries its committee members (fitted pipelines) through MLflow.
 COMMITTEE_ATTRIBUTE = "alo_committee_"
+# Dimensions of `TextClassifier.embed`, the vectors diversity-aware strategies compare.
+EMBEDDING_DIMENSIONS = 64
 
 UrlFetcher = Callable[[str, Any], str]
 
@@ -208,6 +210,7 @@ class TextClassifier:
         # Single-label pipelines know only the classes seen in training; map them onto
         # the config's full label list once, so unseen labels get probability 0.
         self._columns: np.ndarray | None = None
+        self._projection = None  # fitted by `embed` on first use
         self._compiled: CompiledPipeline | None = compile_pipeline(self.pipeline)
         if not self.multiple:
             position = {label: i for i, label in enumerate(self.labels)}
@@ -252,10 +255,27 @@ class TextClassifier:
         return self
 
     def features(self, texts: Sequence[str]):
-        """The sparse TF-IDF matrix the classifier sees (for diversity-aware strategies)."""
+        """The sparse TF-IDF matrix the classifier sees."""
         if self._compiled is not None:
             return self._compiled.transform(texts)
         return self.pipeline.named_steps["tfidf"].transform(texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """A few dense dimensions per text (EMBEDDING_DIMENSIONS, float32), for strategies that compare tasks.
+
+        A fixed sparse random projection of `features`: cosine distances survive it
+        approximately (Johnson-Lindenstrauss), which is all a diversity term needs, at 64
+        floats a task instead of a vocabulary-wide row. Fixed: the same text gets the same
+        vector from every call on this model.
+        """
+        matrix = self.features(texts)
+        if self._projection is None:
+            import scipy.sparse as sp
+            from sklearn.random_projection import SparseRandomProjection
+
+            self._projection = SparseRandomProjection(n_components=EMBEDDING_DIMENSIONS, dense_output=True,
+                                                      random_state=0).fit(sp.csr_matrix((1, matrix.shape[1])))
+        return np.asarray(self._projection.transform(matrix), dtype=np.float32)
 
 
 def _pick_pair(config: LabelConfig, control: str | None) -> tuple[OutputTag, Any]:

@@ -190,10 +190,8 @@ ALO_TRAINING_LEASE_SECONDS = float(env_str("ALO_TRAINING_LEASE_SECONDS", "60"))
 # whose webhook never arrived).
 ALO_RECONCILE_SECONDS = float(env_str("ALO_RECONCILE_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {
-    "reconcile-training": {
-        "task": "orchestrator.learning.tasks.reconcile_training",
-        "schedule": ALO_RECONCILE_SECONDS,
-    },
+    "reconcile-training": {"task": "orchestrator.learning.tasks.reconcile_training", "schedule": ALO_RECONCILE_SECONDS},
+    "reconcile-scoring": {"task": "orchestrator.learning.tasks.reconcile_scoring", "schedule": ALO_RECONCILE_SECONDS},
 }
 
 # --- Logging ------------------------------------------------------------------------------

@@ -13,14 +13,18 @@ from strategies.batch import DEFAULT_CANDIDATES, ranked_batch
 from strategies.committee import consensus_entropy, vote_entropy
 from strategies.multilabel import multilabel_entropy, multilabel_least_confidence, multilabel_margin
 from strategies.registry import Strategy, UnknownStrategyError, get, names, register
+from strategies.selection import applicable, fallback, labelling_order, stable_random
 from strategies.uncertainty import entropy, least_confidence, margin, random
 
 __all__ = [
     "Strategy",
     "UnknownStrategyError",
+    "applicable",
     "consensus_entropy",
     "entropy",
+    "fallback",
     "get",
+    "labelling_order",
     "least_confidence",
     "margin",
     "multilabel_entropy",
@@ -31,6 +35,7 @@ __all__ = [
     "random",
     "ranked_batch",
     "register",
+    "stable_random",
     "vote_entropy",
 ]
 

@@ -54,6 +54,57 @@ def pytest_report_header(config):
     return f"database: {settings.DATABASES['default']['ENGINE']}"
 
 
+class SentJobs(list):
+    """The jobs services asked for, in order, instead of messages to a broker (see `jobs_sent`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_at_once: dict[str, object] = {}  # task name -> a function that runs the job here
+        self._watchers: list[tuple[str, object, list]] = []
+
+    def watch(self, task: str, view=lambda job: job.args[0]) -> list:
+        """A list that receives `view(job)` for each job of `task` sent from now on."""
+        seen: list = []
+        self._watchers.append((task, view, seen))
+        return seen
+
+    def record(self, task: str, args: tuple, countdown: float) -> None:
+        from orchestrator.jobs import Job
+
+        job = Job(task, tuple(args), countdown)
+        self.append(job)
+        for name, view, seen in self._watchers:
+            if name == task:
+                seen.append(view(job))
+        if task in self.run_at_once:
+            self.run_at_once[task](*args)
+
+
+@pytest.fixture
+def jobs_sent(monkeypatch):
+    """Background work asked for through `orchestrator.jobs`, recorded instead of sent.
+
+    pytest-django runs each test inside a transaction that never commits; the services ask
+    for jobs outside any transaction of their own, where the seam sends at once, so that is
+    what happens here too: only a transaction opened by the code under test defers a job.
+    """
+    from django.db import connection, transaction
+
+    from orchestrator import jobs
+
+    sent = SentJobs()
+    monkeypatch.setattr(jobs, "send", sent.record)
+    on_commit = transaction.on_commit
+
+    def on_commit_outside_the_test_case(func, using=None, robust=False):
+        if all(getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+            return func()
+        return on_commit(func, using, robust)
+
+    monkeypatch.setattr(transaction, "on_commit", on_commit_outside_the_test_case)
+    return sent
+
+
 @pytest.fixture(autouse=True)
 def _fresh_serving_cache():
     from orchestrator.learning.serving import registry
@@ -75,7 +126,7 @@ def sms_project(db):
 def trained_sms_project(sms_project):
     """The SMS project with a model trained on 400 real texts, promoted to serving."""
     from backends import Example
-    from orchestrator.learning.services.training import train_model_version
+    from orchestrator.learning.training.fit import train_model_version
 
     examples = [Example(text=text, labels=(label,)) for label, text in sms_rows(400)]
     version = train_model_version(project=sms_project, examples=examples)

@@ -9,8 +9,9 @@ import base64
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -161,25 +162,32 @@ def annotation_count(ls_project_id: int) -> int:
     return int(body.get("total_annotations_number") or 0) + int(body.get("skipped_annotations_number") or 0)
 
 
-def with_retries(call, *, what: str, attempts: int | None = None, backoff: float | None = None):
-    """Run `call()` again after transport errors and 5xx answers, waiting 1x, 2x, 4x... `backoff`.
+def with_retries(call: Callable[[], Any], *, what: str, attempts: int | None = None, backoff: float | None = None,
+                 retry_if: Callable[[BaseException], bool] | None = None,
+                 before_retry: Callable[[BaseException], None] | None = None) -> Any:
+    """Run `call()` again after transport errors and 5xx/429 answers, waiting 1x, 2x, 4x... `backoff`.
 
+    The one retry loop for Label Studio. `retry_if` replaces which errors are worth another
+    attempt; `before_retry(error)` runs after the wait, before the next attempt (a push asks
+    there what its lost import stored, and sends only the rest). What it raises ends the loop.
     For whole reads (a paginated dataset), which restart from the first page.
     """
-    import time
-
     attempts = attempts or settings.LABEL_STUDIO_RETRIES
     backoff = settings.LABEL_STUDIO_RETRY_BACKOFF if backoff is None else backoff
+    retryable = retry_if or _retryable
     for attempt in range(1, attempts + 1):
         try:
             return call()
         except Exception as exc:
-            if not _retryable(exc) or attempt == attempts:
+            if not retryable(exc) or attempt == attempts:
                 raise LabelStudioError(f"{what} failed after {attempt} attempt(s): {exc}",
                                        status_code=getattr(exc, "status_code", None)) from exc
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("label_studio_retry what=%s attempt=%s delay=%.1fs error=%s", what, attempt, delay, exc)
             time.sleep(delay)
+            error = exc
+        if before_retry is not None:
+            before_retry(error)
     raise AssertionError("unreachable")
 
 
@@ -289,6 +297,37 @@ def get_project(ls_project_id: int) -> dict[str, Any]:
 
 def update_project(ls_project_id: int, **fields: Any) -> dict[str, Any]:
     return _request("PATCH", f"api/projects/{int(ls_project_id)}/", json=fields).json()
+
+
+# --- Data Manager views -----------------------------------------------------------------------
+def queue_view_data(title: str) -> dict[str, Any]:
+    """A tab of unlabeled tasks, ascending score: the most informative first."""
+    return {
+        "title": title,
+        "ordering": ["tasks:predictions_score"],
+        "filters": {"conjunction": "and", "items": [dict(UNLABELED)]},
+    }
+
+
+def ensure_queue_view(ls_project_id: int, title: str) -> dict[str, Any]:
+    """The project's tab `title` as `queue_view_data` describes it: created, or repaired if edited."""
+    wanted = queue_view_data(title)
+    for view in list_views(ls_project_id):
+        data = view.get("data") or {}
+        if data.get("title") != title:
+            continue
+        if data.get("ordering") == wanted["ordering"] and _same_filters(data.get("filters"), wanted["filters"]):
+            return view
+        return save_view(ls_project_id, {**data, **wanted}, view_id=view["id"])
+    return save_view(ls_project_id, wanted)
+
+
+def _same_filters(have: Any, want: dict[str, Any]) -> bool:
+    if not isinstance(have, dict) or have.get("conjunction") != want["conjunction"]:
+        return False
+    keys = ("filter", "operator", "type", "value")
+    return [tuple(i.get(k) for k in keys) for i in have.get("items") or []] == \
+        [tuple(i.get(k) for k in keys) for i in want["items"]]
 
 
 def list_views(ls_project_id: int) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from orchestrator.learning.models import (
     TrainingRun,
     WebhookEvent,
 )
+from orchestrator.learning.scoring import runs
 
 
 class TrainingPolicyInline(admin.StackedInline):
@@ -46,10 +47,8 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Score unlabeled tasks and push them to Label Studio")
     def score_and_push(self, request, queryset):
-        from orchestrator.learning.services import scoring
-
         for project in queryset:
-            run = scoring.request_scoring(project, trigger="admin")
+            run = runs.request_scoring(project, trigger="admin")
             if run is None:
                 self.message_user(request, f"{project}: no trained version serves yet", level="warning")
             else:

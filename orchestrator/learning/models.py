@@ -46,12 +46,12 @@ class Project(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_setup_at = models.DateTimeField(null=True, blank=True)
-    # Training loop bookkeeping (see services/training_loop.py): when the next check is
+    # Training loop bookkeeping (see training/): when the next check is
     # scheduled, and the lease that makes at most one training run per project at a time.
     training_check_at = models.DateTimeField(null=True, blank=True, editable=False)
     training_lease_owner = models.CharField(max_length=64, blank=True, editable=False)
     training_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
-    # The same for scoring (services/scoring.py): one scoring job per project at a time.
+    # The same for scoring (scoring/): one scoring job per project at a time.
     scoring_lease_owner = models.CharField(max_length=64, blank=True, editable=False)
     scoring_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
 

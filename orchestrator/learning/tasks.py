@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over services.training_loop and services.scoring.
+"""Celery tasks: each takes ids and calls one service. Services ask for them through `orchestrator.jobs`.
 
 acks_late: a message is acknowledged only when its task returns, so a worker killed
 mid-job leaves it to be delivered again; leases and recorded progress make a second
@@ -8,36 +8,44 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from orchestrator.learning.models import Project
-from orchestrator.learning.services import scoring, training_loop
+from orchestrator import jobs
+from orchestrator.learning.scoring import cleanup, job, runs
+from orchestrator.learning.training import loop
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def check_training(project_id: int) -> str:
-    return str(training_loop.check_training(project_id))
+@shared_task(name=jobs.CHECK_TRAINING, acks_late=True, reject_on_worker_lost=True)
+def check_training(project_pk: int) -> str:
+    return str(loop.run_check(project_pk))
 
 
-@shared_task(acks_late=True)
+@shared_task(name=jobs.RECONCILE_TRAINING, acks_late=True)
 def reconcile_training() -> dict:
-    return {**training_loop.reconcile(), **scoring.reconcile()}
+    return loop.reconcile()
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def score_project(run_id: int) -> str:
-    return str(scoring.run_scoring(run_id))
+@shared_task(name=jobs.RECONCILE_SCORING, acks_late=True)
+def reconcile_scoring() -> dict:
+    return runs.reconcile()
 
 
-@shared_task(acks_late=True)
+@shared_task(name=jobs.RUN_SCORING, acks_late=True, reject_on_worker_lost=True)
+def run_scoring(run_pk: int) -> str:
+    return str(job.run_scoring(run_pk))
+
+
+@shared_task(name="orchestrator.learning.tasks.score_project", acks_late=True, reject_on_worker_lost=True)
+def score_project(run_pk: int) -> str:
+    """`run_scoring` under the name an earlier release sent it by (messages still queued at an upgrade)."""
+    return str(job.run_scoring(run_pk))
+
+
+@shared_task(name=jobs.RESCORE_PROJECT, acks_late=True)
 def rescore_project(ls_project_id: int) -> str:
-    """What a per-project periodic task (django-celery-beat) calls (see scoring.scheduled_mode)."""
-    project = Project.objects.filter(ls_project_id=ls_project_id).first()
-    if project is None:
-        return "unknown project"
-    run = scoring.request_scoring(project, trigger="schedule", mode=scoring.scheduled_mode(project))
-    return f"run={run.pk} tag={run.tag}" if run else "nothing to score with"
+    """What a project's re-scoring schedule (a django-celery-beat periodic task) runs."""
+    return runs.rescore_on_schedule(ls_project_id)
 
 
-@shared_task(acks_late=True)
-def clean_up_predictions(project_id: int, attempt: int = 0) -> str:
+@shared_task(name=jobs.CLEAN_UP_PREDICTIONS, acks_late=True)
+def clean_up_predictions(project_pk: int, attempt: int = 0) -> str:
     """Delete the service's older prediction tags of a project (after a push switched it)."""
-    return scoring.clean_up(project_id, attempt)
+    return cleanup.clean_up(project_pk, attempt)

@@ -20,7 +20,9 @@ from backends import LabelConfigError, TaskDataError
 from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
 from orchestrator.learning import selectors
 from orchestrator.learning.serving import registry
-from orchestrator.learning.services import events, predictions, projects, scoring, training_loop
+from orchestrator.learning.scoring import runs as scoring_runs
+from orchestrator.learning.services import events, predictions, projects
+from orchestrator.learning.training import schedule
 from orchestrator.mlbackend.auth import check_basic_auth
 
 logger = logging.getLogger(__name__)
@@ -135,11 +137,11 @@ def webhook(request: HttpRequest) -> HttpResponse:
     # Label Studio sends webhooks without the basic-auth header (see README), so /webhook
     # only records ids; training reads the annotations back from Label Studio itself.
     started = time.perf_counter()
-    event = events.record_event(json_body(request))
+    event, known = events.record_event(json_body(request))
     recorded = time.perf_counter()
-    training_loop.on_event(event)
+    schedule.on_event(event, known)
     if event.action == "TASKS_CREATED":  # new tasks get scored by the serving version
-        scoring.on_tasks_created(event.project_id)
+        scoring_runs.on_tasks_created(event.project_id)
     done = time.perf_counter()
     if (done - started) * 1000 > settings.ALO_SLOW_ACK_MS:  # Label Studio waits on this: say where the time went
         logger.warning("webhook_slow event=%s action=%s total_ms=%.0f record_ms=%.0f schedule_ms=%.0f", event.pk,
@@ -149,8 +151,8 @@ def webhook(request: HttpRequest) -> HttpResponse:
 
 @protocol_view(("POST",))
 def train(request: HttpRequest) -> HttpResponse:
-    event = events.record_legacy_train(json_body(request))
-    training_loop.on_event(event)
+    event, known = events.record_legacy_train(json_body(request))
+    schedule.on_event(event, known)
     return json_response({"status": "ok", "event": event.pk}, status=201)
 
 

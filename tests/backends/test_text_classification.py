@@ -104,3 +104,22 @@ def test_training_needs_two_classes(sms_backend):
         sms_backend.fit([Example("a b c", ("ham",)), Example("d e f", ("ham",))])
     with pytest.raises(TrainingDataError, match="at least 2"):
         sms_backend.fit([Example("a b c", ("ham",))])
+
+
+def test_embed_gives_each_text_a_fixed_vector_whose_cosines_follow_the_features(sms_backend):
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    from backends.text_classification import EMBEDDING_DIMENSIONS
+    from tests.conftest import sms_rows
+
+    model = sms_backend.fit([Example(text, (label,)) for label, text in sms_rows(300)])
+    texts = [text for _, text in sms_rows(600)[300:]]
+    vectors = model.embed(texts)
+    assert vectors.shape == (300, EMBEDDING_DIMENSIONS) and vectors.dtype == np.float32
+    assert np.array_equal(model.embed(texts[:10]), vectors[:10])  # the same projection on every call
+    # A fresh copy of the model (as loaded from MLflow) projects the same way.
+    assert np.array_equal(sms_backend.wrap(model.pipeline).embed(texts[:10]), vectors[:10])
+    pairs = np.triu_indices(len(texts), 1)
+    full, projected = cosine_similarity(model.features(texts))[pairs], cosine_similarity(vectors)[pairs]
+    similar = full >= np.quantile(full, 0.99)  # the most alike 1% of pairs stay alike; the rest stay apart
+    assert projected[similar].mean() > 0.2 and projected[~similar].mean() < 0.05

@@ -25,7 +25,7 @@ def replay(client, name: str, body_override=None, **headers):
 def train_sentiment(project_key: str = "1.1795364173"):
     from backends import Example
     from orchestrator.learning.models import Project
-    from orchestrator.learning.services.training import train_model_version
+    from orchestrator.learning.training.fit import train_model_version
 
     project = Project.objects.get(ls_project_id=int(project_key.split(".")[0]))
     words = {"Positive": ["great", "good", "lovely", "fine", "nice"], "Negative": ["bad", "awful", "poor", "sad", "ugly"]}

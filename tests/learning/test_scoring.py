@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 
 import strategies
+from orchestrator import jobs
 from orchestrator.gateways import label_studio
 from orchestrator.learning.models import ScoringPolicy, ScoringPool, ScoringRun
-from orchestrator.learning.services import scoring
-from orchestrator.learning.services.training import train_model_version
+from orchestrator.learning.scoring import cleanup, job, push, runs
+from orchestrator.learning.scoring.chunks import ChunkSizer
+from orchestrator.learning.serving import registry
+from backends import backend_for
+from orchestrator.learning.training.fit import train_model_version
 from tests.conftest import SMS_POOL, sms_rows
 from tests.support.label_studio import MEMORY_EFFICIENT_IMPORT
 
@@ -128,25 +132,21 @@ def fake_ls(monkeypatch, settings):
         monkeypatch.setattr(label_studio, name, getattr(fake, name))
     settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0
     settings.LABEL_STUDIO_RETRIES = 3
-    monkeypatch.setattr(scoring, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(push, "SETTLE_SECONDS", 0.0)
     return fake
 
 
 @pytest.fixture
-def queued(monkeypatch):
-    from orchestrator.learning import tasks
-
-    sent = []
-    monkeypatch.setattr(tasks.score_project, "apply_async", lambda args, countdown=0: sent.append(args[0]))
+def queued(jobs_sent):
+    """Scoring runs sent to the broker (their pks)."""
     # The clean-up of old tags runs at once here (a task of its own in the worker).
-    monkeypatch.setattr(tasks.clean_up_predictions, "apply_async",
-                        lambda args, countdown=0: scoring.clean_up(*args))
-    return sent
+    jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS] = cleanup.clean_up
+    return jobs_sent.watch(jobs.RUN_SCORING)
 
 
 def score_now(project, **kwargs) -> ScoringRun:
-    run = scoring.request_scoring(project, trigger="manual", enqueue=False, **kwargs)
-    scoring.run_scoring(run.pk)
+    run = runs.request_scoring(project, trigger="manual", enqueue=False, **kwargs)
+    job.run_scoring(run.pk)
     run.refresh_from_db()
     return run
 
@@ -172,13 +172,13 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
     # by the switch and once by the clean-up; not before every chunk (that would be 5).
     assert fake_ls.counted == 3
     assert fake_ls.project == {"model_version": version.version, "sampling": "Uncertainty sampling"}
-    assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": scoring.queue_view_data(
+    assert fake_ls.views == [{"id": 1, "project": project.ls_project_id, "data": label_studio.queue_view_data(
         "Active learning queue")}]
     assert any(p["model_version"] == "someone else's model" for p in fake_ls.predictions)  # never touched
     assert set(run.timings) >= {"load", "read", "score", "push", "switch"}
     # Ascending score is descending least-confidence priority, from the served model's probabilities.
     ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
-    model = project.serving and scoring.registry.load(version.model_uri, scoring.backend_for(project.label_config))
+    model = project.serving and registry.load(version.model_uri, backend_for(project.label_config))
     probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
     expected = 1 - strategies.priorities("least_confidence", probabilities=probabilities)
     assert np.allclose([p["score"] for p in ours], expected, atol=1e-6)
@@ -198,10 +198,10 @@ def test_lost_answers_and_an_outage_end_with_exactly_one_prediction_after_the_re
     assert fake_ls.project["model_version"] == run.tag
     assert set(fake_ls.tags_per_unlabeled_task(run.tag)) <= {0, 1}  # nothing doubled so far
 
-    rerun = scoring.request_scoring(project, trigger="manual", enqueue=False)
+    rerun = runs.request_scoring(project, trigger="manual", enqueue=False)
     assert rerun.pk == run.pk  # the failed run resumes under its tag
     reads = fake_ls.reads
-    scoring.run_scoring(rerun.pk)
+    job.run_scoring(rerun.pk)
     assert fake_ls.reads == reads + 1  # the stored pool, not a second scoring; one look for newer tasks
     rerun.refresh_from_db()
     assert rerun.status == ScoringRun.Status.SUCCEEDED and rerun.attempts == 2
@@ -248,7 +248,7 @@ def test_a_chunk_sent_by_a_worker_that_died_is_checked_before_anything_is_sent_a
                                                                                        queued):
     project, version = trained_sms_project
     ScoringPolicy.objects.filter(project=project).update(chunk_size=1000)  # chunks: 500, 1000, 1000
-    run = scoring.request_scoring(project, trigger="manual", enqueue=False)
+    run = runs.request_scoring(project, trigger="manual", enqueue=False)
 
     def die_during_the_second_chunk():
         if fake_ls.imports == 2:  # Label Studio had stored 400 of its 1,000 when the worker died
@@ -257,12 +257,12 @@ def test_a_chunk_sent_by_a_worker_that_died_is_checked_before_anything_is_sent_a
 
     fake_ls.on_import = die_during_the_second_chunk
     with pytest.raises(WorkerKilled):
-        scoring.run_scoring(run.pk)
+        job.run_scoring(run.pk)
     run.refresh_from_db()
     assert (run.status, run.cursor, run.inflight_through, run.done) == (ScoringRun.Status.RUNNING, 500, 1500, 500)
 
     fake_ls.on_import = None
-    scoring.run_scoring(run.pk)  # the redelivered message
+    job.run_scoring(run.pk)  # the redelivered message
     run.refresh_from_db()
     assert run.status == ScoringRun.Status.SUCCEEDED and run.done == 2500
     assert fake_ls.verified == 1000  # the unconfirmed chunk's tasks, by id
@@ -281,7 +281,7 @@ def test_a_new_version_supersedes_the_running_push_and_removes_its_partial_tag(t
     assert queued and ScoringRun.objects.get(pk=queued[-1]).tag == v2.version
     stale = ScoringRun.objects.create(project=project, model_version=v1, tag=f"{v1.version}.2", strategy="least_confidence",
                                       trigger="schedule", status=ScoringRun.Status.QUEUED)
-    assert scoring.run_scoring(stale.pk) == ScoringRun.Status.SUPERSEDED
+    assert job.run_scoring(stale.pk) == ScoringRun.Status.SUPERSEDED
 
     # While v2's push runs, v3 is promoted: v2's run stops after its chunk and its predictions go.
     v2_run = ScoringRun.objects.get(pk=queued[-1])
@@ -293,13 +293,13 @@ def test_a_new_version_supersedes_the_running_push_and_removes_its_partial_tag(t
 
     promote_v3.done = False
     fake_ls.on_import = promote_v3
-    assert scoring.run_scoring(v2_run.pk) == ScoringRun.Status.SUPERSEDED
+    assert job.run_scoring(v2_run.pk) == ScoringRun.Status.SUPERSEDED
     assert v2.version not in fake_ls.model_versions(0)
     assert fake_ls.project["model_version"] == v1.version  # the last complete push keeps ordering the queue
 
     fake_ls.on_import = None
     v3_run = ScoringRun.objects.get(pk=queued[-1])
-    scoring.run_scoring(v3_run.pk)
+    job.run_scoring(v3_run.pk)
     assert fake_ls.model_versions(0) == {v3_run.tag: 2500}  # v1's predictions deleted after the switch
     assert first.tag != v3_run.tag and fake_ls.project["model_version"] == v3_run.tag
 
@@ -316,14 +316,14 @@ def test_new_tasks_get_the_current_tag_and_the_schedule_only_rescores_what_can_c
     full = score_now(project)
     for i in range(2501, 2551):
         fake_ls.texts[i] = f"new message number {i}, call now to win"
-    assert scoring.scheduled_mode(project) == ScoringRun.Mode.INCREMENTAL
+    assert runs.scheduled_mode(project) == ScoringRun.Mode.INCREMENTAL
     incremental = score_now(project, mode=ScoringRun.Mode.INCREMENTAL)
     assert incremental.tag == full.tag and incremental.high_water == 2550 and incremental.done == 50
     assert fake_ls.tags_per_unlabeled_task(full.tag) == {1: 2550}
 
     project.strategy = "ranked_batch"
     project.save()
-    assert scoring.scheduled_mode(project) == ScoringRun.Mode.FULL
+    assert runs.scheduled_mode(project) == ScoringRun.Mode.FULL
     # Ranked batch ranks the whole pool: the scores are the ranks, each one once.
     fake_ls.labeled = {1, 2, 3, 4, 5}
     ranked = score_now(project)
@@ -372,42 +372,40 @@ def test_tasks_created_queues_one_incremental_run_for_a_burst(trained_sms_projec
 
 
 def test_nothing_is_pushed_without_a_trained_version(sms_project, fake_ls, queued):
-    assert scoring.request_scoring(sms_project, trigger="manual") is None
+    assert runs.request_scoring(sms_project, trigger="manual") is None
     assert fake_ls.imports == 0 and queued == []
 
 
 def test_queue_view_is_created_once_and_repaired_when_edited(fake_ls):
-    first = scoring.ensure_queue_view(7, "Active learning queue")
-    assert scoring.ensure_queue_view(7, "Active learning queue") == first and len(fake_ls.views) == 1
+    first = label_studio.ensure_queue_view(7, "Active learning queue")
+    assert label_studio.ensure_queue_view(7, "Active learning queue") == first and len(fake_ls.views) == 1
     fake_ls.views[0]["data"]["ordering"] = ["tasks:id"]
-    scoring.ensure_queue_view(7, "Active learning queue")
+    label_studio.ensure_queue_view(7, "Active learning queue")
     assert fake_ls.views[0]["data"]["ordering"] == ["tasks:predictions_score"] and len(fake_ls.views) == 1
 
 
-def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_project, fake_ls, queued, monkeypatch):
-    from orchestrator.learning import tasks
-
+def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_project, fake_ls, queued, monkeypatch,
+                                                                   jobs_sent):
     project, version = trained_sms_project
     first = score_now(project)
     project.strategy = "margin"
     project.save()
-    rechecks = []
-    monkeypatch.setattr(tasks.clean_up_predictions, "apply_async",
-                        lambda args, countdown=0: rechecks.append((args, countdown)))
+    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
+    rechecks = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
     second = score_now(project)  # a new tag; its switch asks for the clean-up
     assert second.tag == f"{version.version}.2" and rechecks == [((project.pk, 0), 0)]
     slow = fake_ls.delete_model_version
 
     def timing_out(ls_project_id, tag, timeout=None):
-        assert timeout == scoring.CLEANUP_REQUEST_SECONDS
+        assert timeout == cleanup.CLEANUP_REQUEST_SECONDS
         raise label_studio.LabelStudioError("DELETE model-versions failed: timed out")
 
     monkeypatch.setattr(label_studio, "delete_model_version", timing_out)
-    assert scoring.clean_up(project.pk) == f"deleting ['{first.tag}']"
-    assert rechecks[-1] == ((project.pk, 1), scoring.CLEANUP_RECHECK_SECONDS)
+    assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}']"
+    assert rechecks[-1] == ((project.pk, 1), cleanup.CLEANUP_RECHECK_SECONDS)
     monkeypatch.setattr(label_studio, "delete_model_version", slow)  # Label Studio finished meanwhile
-    assert scoring.clean_up(project.pk, 1) == f"deleted ['{first.tag}']"
-    assert scoring.clean_up(project.pk, 2) == "clean"
+    assert cleanup.clean_up(project.pk, 1) == f"deleted ['{first.tag}']"
+    assert cleanup.clean_up(project.pk, 2) == "clean"
     assert fake_ls.model_versions(0) == {second.tag: 2500}
 
 
@@ -416,10 +414,9 @@ def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_p
     (150, 40.0, 100),
 ])
 def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, seconds, after):
-    ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=chunk,
-                           max_chunk=5000)
-    ctx.adapt(chunk, seconds)
-    assert ctx.chunk == after
+    sizer = ChunkSizer(largest=5000, chunk=chunk)
+    assert sizer.adapt(chunk, seconds) is None  # a single import says nothing of Label Studio's fixed cost
+    assert sizer.chunk == after
 
 
 @pytest.mark.parametrize("history, after, fixed", [
@@ -431,17 +428,23 @@ def test_the_chunk_grows_while_imports_are_quick_and_shrinks_when_slow(chunk, se
     ([(500, 3.0), (1000, 6.0), (2000, 12.0), (4000, 24.0), (4000, 27.0)], 2000, None),
 ])
 def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(history, after, fixed, caplog):
-    ctx = scoring._Context(run=None, project=None, policy=None, serving=None, model=None, chunk=500,
-                           max_chunk=5000)
+    from orchestrator.learning.scoring.context import RunContext
+    from orchestrator.learning.timings import PhaseTimer
+
+    pure = ChunkSizer(largest=5000, chunk=500)
+    costs = [pure.adapt(size, seconds) for size, seconds in history]
+    assert pure.chunk == after and (costs[-1] is None if fixed is None else costs[-1] == pytest.approx(fixed, abs=0.5))
+    ctx = RunContext(run=ScoringRun(), project=None, policy=None, serving=None, timer=PhaseTimer(),
+                     sizer=ChunkSizer(largest=5000, chunk=500))
     for size, seconds in history:
-        assert size == ctx.chunk
-        ctx.adapt(size, seconds)
-    assert ctx.chunk == after
+        assert size == ctx.sizer.chunk
+        push._note_import(ctx, size, seconds)
+    assert ctx.sizer.chunk == after
     warnings = [r.getMessage() for r in caplog.records if "scoring_slow_label_studio" in r.getMessage()]
     if fixed is None:
-        assert "import_fixed_cost" not in ctx.timings and warnings == []
+        assert "import_fixed_cost" not in ctx.timer.totals and warnings == []
     else:
-        assert ctx.timings["import_fixed_cost"] == pytest.approx(fixed, abs=0.5)
+        assert ctx.timer.totals["import_fixed_cost"] == pytest.approx(fixed, abs=0.5)
         # The flag the harness's second Label Studio proves works (tests/integration/conftest.py).
         assert len(warnings) == 1 and f"{MEMORY_EFFICIENT_IMPORT}=true" in warnings[0]
 
@@ -455,31 +458,29 @@ def test_beat_resumes_a_failed_push_once_it_has_rested(trained_sms_project, fake
     fake_ls.import_faults = ["pass", "fail", "fail", "fail"]
     run = score_now(project)
     assert run.status == ScoringRun.Status.FAILED
-    assert scoring.reconcile()["scoring_resumed"] == 0  # too soon
+    assert runs.reconcile()["scoring_resumed"] == 0  # too soon
     ScoringRun.objects.filter(pk=run.pk).update(finished_at=timezone.now() - timedelta(minutes=10))
-    assert scoring.reconcile()["scoring_resumed"] == 1 and queued == [run.pk]
-    scoring.run_scoring(run.pk)
+    assert runs.reconcile()["scoring_resumed"] == 1 and queued == [run.pk]
+    job.run_scoring(run.pk)
     run.refresh_from_db()
     assert run.status == ScoringRun.Status.SUCCEEDED and run.trigger == "resume"
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
-    assert scoring.reconcile()["scoring_resumed"] == 0
+    assert runs.reconcile()["scoring_resumed"] == 0
 
 
-def test_old_tags_wait_while_a_push_runs(trained_sms_project, fake_ls, queued, monkeypatch):
-    from orchestrator.learning import tasks
-
+def test_old_tags_wait_while_a_push_runs(trained_sms_project, fake_ls, queued, jobs_sent):
     project, version = trained_sms_project
     first = score_now(project)
     fake_ls.predictions.append({"task": 1, "model_version": "p7-v0", "score": 0.5, "result": []})
     ScoringRun.objects.filter(pk=first.pk).update(tag="p7-v0")  # an older tag of ours, still present
     running = ScoringRun.objects.create(project=project, model_version=version, tag="p7-v1.9", strategy="margin",
                                         trigger="manual", status=ScoringRun.Status.RUNNING)
-    later = []
-    monkeypatch.setattr(tasks.clean_up_predictions, "apply_async", lambda args, countdown=0: later.append(countdown))
-    assert scoring.clean_up(project.pk) == "after the running push" and later == [scoring.CLEANUP_RECHECK_SECONDS]
+    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
+    later = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: job.countdown)
+    assert cleanup.clean_up(project.pk) == "after the running push" and later == [cleanup.CLEANUP_RECHECK_SECONDS]
     assert "p7-v0" in fake_ls.model_versions(0)
     ScoringRun.objects.filter(pk=running.pk).update(status=ScoringRun.Status.SUCCEEDED)
-    assert scoring.clean_up(project.pk) == "deleted ['p7-v0']"
+    assert cleanup.clean_up(project.pk) == "deleted ['p7-v0']"
 
 
 def test_a_long_lived_worker_keeps_only_the_newest_models(monkeypatch):
@@ -505,7 +506,7 @@ def test_the_admin_action_queues_a_push_and_every_admin_page_renders(trained_sms
     run = ScoringRun.objects.get(project=project)
     assert (run.trigger, run.status, run.tag) == ("admin", ScoringRun.Status.QUEUED, version.version)
     assert queued == [run.pk] and f"scoring run {run.pk} (queued, {version.version})" in response.content.decode()
-    scoring.run_scoring(run.pk)
+    job.run_scoring(run.pk)
     for name, pk in [("project", project.pk), ("scoringrun", run.pk), ("modelversion", version.pk)]:
         assert admin_client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200
         assert admin_client.get(reverse(f"admin:learning_{name}_change", args=[pk])).status_code == 200
@@ -532,19 +533,19 @@ def test_triggers_firing_at_the_same_moment_share_one_run(trained_sms_project, f
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL; SQLite serializes every write transaction (BEGIN IMMEDIATE)")
     project, version = trained_sms_project
-    pick = scoring._pick_run
+    pick = runs._pick_run
 
     def slow_pick(locked, **kwargs):
         time.sleep(0.3)  # widen the window between looking for a run and creating one
         return pick(locked, **kwargs)
 
-    monkeypatch.setattr(scoring, "_pick_run", slow_pick)
+    monkeypatch.setattr(runs, "_pick_run", slow_pick)
     start, picked, errors = threading.Barrier(3), [], []
 
     def trigger(name):
         try:
             start.wait()
-            picked.append(scoring.request_scoring(project, trigger=name).pk)
+            picked.append(runs.request_scoring(project, trigger=name).pk)
         except Exception as exc:  # reported below
             errors.append(repr(exc))
         finally:
@@ -598,7 +599,7 @@ def test_a_version_without_a_committee_scores_committee_strategies_with_entropy(
     project.save()
     run = score_now(project)
     ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
-    model = scoring.registry.load(version.model_uri, scoring.backend_for(project.label_config))
+    model = registry.load(version.model_uri, backend_for(project.label_config))
     assert model.committee == ()
     probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
     assert np.allclose([p["score"] for p in ours], 1 - strategies.priorities("entropy", probabilities=probabilities),

@@ -72,11 +72,11 @@ TURNS = """
 import json, pathlib, sys, time
 import django
 django.setup()
-from orchestrator.learning.services.events import _SQLITE_INSERTS
+from orchestrator.sqlite_turns import write_turn
 
 asking = pathlib.Path(sys.argv[2])
 if sys.argv[1] == "holder":
-    with _SQLITE_INSERTS:
+    with write_turn():
         print("held", flush=True)
         deadline = time.time() + 60
         while not asking.exists() and time.time() < deadline:  # the waiter is about to ask for its turn
@@ -86,7 +86,7 @@ if sys.argv[1] == "holder":
     print(json.dumps({"released": released}), flush=True)
 else:
     asking.touch()
-    with _SQLITE_INSERTS:
+    with write_turn():
         print(json.dumps({"got": time.time()}), flush=True)
 """
 

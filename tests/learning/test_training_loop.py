@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from orchestrator import jobs
 from orchestrator.gateways.label_studio import LabelStudioError
 from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
-from orchestrator.learning.services import training_loop
-from orchestrator.learning.services.training_loop import Decision, Pending, decide, should_promote
+from orchestrator.gateways import label_studio
+from orchestrator.learning.services import leases
+from orchestrator.learning.training import loop, schedule
+from orchestrator.learning.training.promotion import should_promote
+from orchestrator.learning.training.schedule import Decision, Pending, decide
 from tests.conftest import sms_rows
 
 T0 = timezone.now()
@@ -81,30 +85,56 @@ def ls_tasks(rows, *, start_id=1, revision="2026-11-23T10:00:00Z"):
     ]
 
 
+class AnnotatedTasks:
+    """Label Studio's side of a training read: the tasks `iter_annotated_tasks` yields (a list,
+    or a function of the project id, which may raise) and the count `annotation_count` answers."""
+
+    def __init__(self) -> None:
+        self.source, self.count = [], None
+
+    def iter_annotated_tasks(self, ls_project_id, *, page_size=500):
+        return iter(self.source(ls_project_id) if callable(self.source) else self.source)
+
+    def annotation_count(self, ls_project_id):
+        if self.count is not None:
+            return self.count
+        return 0 if callable(self.source) else len(self.source)
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    fake = AnnotatedTasks()
+    monkeypatch.setattr(label_studio, "is_configured", lambda: True)
+    monkeypatch.setattr(label_studio, "iter_annotated_tasks", fake.iter_annotated_tasks)
+    monkeypatch.setattr(label_studio, "annotation_count", fake.annotation_count)
+    return fake
+
+
+def train_now(reads, project, *, trigger, tasks, count=None):
+    """A training now, on these annotated tasks (and Label Studio's count of annotations)."""
+    reads.source, reads.count = tasks, count
+    return loop.train_now(project, trigger=trigger)
+
+
 def event(project, action="ANNOTATION_CREATED", annotation_ids=(1,)):
     return WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action=action,
                                        annotation_ids=list(annotation_ids))
 
 
 @pytest.fixture
-def queued(monkeypatch):
+def queued(jobs_sent):
     """Checks sent to the broker, as (project pk, countdown)."""
-    from orchestrator.learning import tasks
-
-    sent = []
-    monkeypatch.setattr(tasks.check_training, "apply_async",
-                        lambda args, countdown=0: sent.append((args[0], round(countdown, 1))))
-    return sent
+    return jobs_sent.watch(jobs.CHECK_TRAINING, lambda job: (job.args[0], round(job.countdown, 1)))
 
 
 def test_a_burst_of_events_queues_one_check(sms_project, queued):
     for i in range(200):
-        training_loop.on_event(event(sms_project, annotation_ids=[i]))
+        schedule.on_event(event(sms_project, annotation_ids=[i]))
     assert len(queued) == 1 and queued[0][0] == sms_project.pk and 0 < queued[0][1] <= 2
     # Start Training does not wait for the scheduled check: it moves it to now.
-    training_loop.on_event(event(sms_project, "START_TRAINING", ()))
+    schedule.on_event(event(sms_project, "START_TRAINING", ()))
     assert len(queued) == 2 and queued[1] == (sms_project.pk, 0.0)
-    training_loop.on_event(event(sms_project, "START_TRAINING", ()))
+    schedule.on_event(event(sms_project, "START_TRAINING", ()))
     assert len(queued) == 2  # already due now
 
 
@@ -119,35 +149,33 @@ def test_a_webhook_ack_is_one_read_and_one_insert_once_a_check_is_scheduled(sms_
     with django_assert_num_queries(2):  # the project with its policy, then the event
         response = client.post("/webhook", data=body, content_type="application/json")
     assert response.status_code == 201
-    assert len(queued) == 1 and training_loop.pending_of(sms_project).events == 2
+    assert len(queued) == 1 and schedule.pending_of(sms_project).events == 2
 
 
 def test_events_that_do_not_train_queue_nothing(sms_project, queued):
-    training_loop.on_event(event(sms_project, "PROJECT_UPDATED", ()))
-    training_loop.on_event(WebhookEvent.objects.create(ls_project_id=99, action="ANNOTATION_CREATED"))
+    schedule.on_event(event(sms_project, "PROJECT_UPDATED", ()))
+    schedule.on_event(WebhookEvent.objects.create(ls_project_id=99, action="ANNOTATION_CREATED"))
     TrainingPolicy.objects.filter(project=sms_project).update(auto_train=False)
-    training_loop.on_event(event(sms_project))
+    schedule.on_event(event(sms_project))
     assert queued == []
 
 
-def test_a_broker_outage_loses_no_event(sms_project, monkeypatch):
-    from orchestrator.learning import tasks
-
+def test_a_broker_outage_loses_no_event(sms_project, monkeypatch, jobs_sent):
     def down(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(tasks.check_training, "apply_async", down)
-    training_loop.on_event(event(sms_project))
+    monkeypatch.setattr(jobs, "send", down)
+    schedule.on_event(event(sms_project))
     sms_project.refresh_from_db()
     assert sms_project.training_check_at is None  # so the next event or reconciliation asks again
-    assert training_loop.pending_of(sms_project).events == 1
+    assert schedule.pending_of(sms_project).events == 1
 
 
-def test_a_check_trains_on_every_annotation_and_consumes_the_events(sms_project, queued):
+def test_a_check_trains_on_every_annotation_and_consumes_the_events(sms_project, queued, reads):
     rows = sms_rows(60)
     for i in range(30):
         event(sms_project, annotation_ids=[i])
-    result = training_loop.train_now(sms_project, trigger="annotations", read_tasks=lambda pid: ls_tasks(rows))
+    result = train_now(reads, sms_project, trigger="annotations", tasks=ls_tasks(rows))
     run = result.run
     assert result.outcome == "trained" and run.status == TrainingRun.Status.SUCCEEDED
     assert run.num_events == 30 and run.num_annotations == 60 and run.promoted
@@ -156,49 +184,49 @@ def test_a_check_trains_on_every_annotation_and_consumes_the_events(sms_project,
     sms_project.refresh_from_db()
     assert sms_project.serving == run.model_version and run.model_version.status == ModelVersion.Status.SERVING
     assert run.model_version.metrics["num_examples"] == 60 and "macro_f1" in run.model_version.metrics
-    assert training_loop.pending_of(sms_project).events == 0
+    assert schedule.pending_of(sms_project).events == 0
     assert sms_project.training_lease_owner == "" and sms_project.training_lease_until is None
 
 
-def test_unchanged_annotations_do_not_make_a_new_version_unless_asked(sms_project, queued):
+def test_unchanged_annotations_do_not_make_a_new_version_unless_asked(sms_project, queued, reads):
     tasks = ls_tasks(sms_rows(40))
-    first = training_loop.train_now(sms_project, trigger="quiet", read_tasks=lambda pid: tasks).run
+    first = train_now(reads, sms_project, trigger="quiet", tasks=tasks).run
     event(sms_project)
-    again = training_loop.train_now(sms_project, trigger="quiet", read_tasks=lambda pid: tasks).run
+    again = train_now(reads, sms_project, trigger="quiet", tasks=tasks).run
     assert again.status == TrainingRun.Status.SKIPPED and first.model_version.version in again.detail
-    assert training_loop.pending_of(sms_project).events == 0
+    assert schedule.pending_of(sms_project).events == 0
     # An edit (same annotation, new revision) is a change.
     edited = ls_tasks(sms_rows(40), revision="2026-11-23T11:00:00Z")
-    assert training_loop.train_now(sms_project, trigger="quiet", read_tasks=lambda pid: edited).outcome == "trained"
+    assert train_now(reads, sms_project, trigger="quiet", tasks=edited).outcome == "trained"
     # Start Training always trains.
-    forced = training_loop.train_now(sms_project, trigger="start_training", read_tasks=lambda pid: edited)
+    forced = train_now(reads, sms_project, trigger="start_training", tasks=edited)
     assert forced.outcome == "trained"
     assert ModelVersion.objects.filter(project=sms_project).count() == 3
 
 
-def test_too_few_annotations_skip_until_the_policy_minimum(sms_project, queued):
+def test_too_few_annotations_skip_until_the_policy_minimum(sms_project, queued, reads):
     TrainingPolicy.objects.filter(project=sms_project).update(min_annotations=50)
     few = ls_tasks(sms_rows(20))
-    run = training_loop.train_now(sms_project, trigger="quiet", read_tasks=lambda pid: few).run
+    run = train_now(reads, sms_project, trigger="quiet", tasks=few).run
     assert run.status == TrainingRun.Status.SKIPPED and "50" in run.detail
     assert not ModelVersion.objects.filter(project=sms_project).exists()
 
 
-def test_a_training_that_raises_is_recorded_and_the_old_version_keeps_serving(trained_sms_project, queued):
+def test_a_training_that_raises_is_recorded_and_the_old_version_keeps_serving(trained_sms_project, queued, reads):
     project, serving = trained_sms_project
     one_class = ls_tasks([("ham", f"just ham {i}") for i in range(30)])
     event(project)
-    result = training_loop.train_now(project, trigger="start_training", read_tasks=lambda pid: one_class)
+    result = train_now(reads, project, trigger="start_training", tasks=one_class)
     run = result.run
     assert result.outcome == "failed" and run.status == TrainingRun.Status.FAILED
     assert "ham" in run.detail and "spam" in run.detail  # says which labels are missing
     assert run.model_version.status == ModelVersion.Status.FAILED and run.model_version.error
     project.refresh_from_db()
     assert project.serving == serving
-    assert training_loop.pending_of(project).events == 0  # not retried forever: the next event retries
+    assert schedule.pending_of(project).events == 0  # not retried forever: the next event retries
 
 
-def test_label_studio_errors_are_retried_then_recorded(sms_project, queued, settings):
+def test_label_studio_errors_are_retried_then_recorded(sms_project, queued, settings, reads):
     settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0
     tasks = ls_tasks(sms_rows(40))
     calls = []
@@ -209,7 +237,7 @@ def test_label_studio_errors_are_retried_then_recorded(sms_project, queued, sett
             raise LabelStudioError("GET api/tasks/ answered 503: restarting", status_code=503)
         return tasks
 
-    assert training_loop.train_now(sms_project, trigger="quiet", read_tasks=flaky).outcome == "trained"
+    assert train_now(reads, sms_project, trigger="quiet", tasks=flaky, count=40).outcome == "trained"
     assert len(calls) == 3
 
     def down(pid):
@@ -217,7 +245,7 @@ def test_label_studio_errors_are_retried_then_recorded(sms_project, queued, sett
         raise LabelStudioError("GET api/tasks/ failed: connection refused")
 
     calls.clear()
-    result = training_loop.train_now(sms_project, trigger="start_training", read_tasks=down)
+    result = train_now(reads, sms_project, trigger="start_training", tasks=down)
     assert result.outcome == "failed" and "connection refused" in result.run.detail
     assert len(calls) == settings.LABEL_STUDIO_RETRIES
     # A client error is not retried: it will not get better.
@@ -227,32 +255,32 @@ def test_label_studio_errors_are_retried_then_recorded(sms_project, queued, sett
         calls.append(pid)
         raise LabelStudioError("GET api/tasks/ answered 403: no access", status_code=403)
 
-    assert training_loop.train_now(sms_project, trigger="start_training", read_tasks=forbidden).outcome == "failed"
+    assert train_now(reads, sms_project, trigger="start_training", tasks=forbidden).outcome == "failed"
     assert len(calls) == 1
 
 
-def test_one_training_per_project_at_a_time(sms_project, queued):
-    assert training_loop.acquire_lease(sms_project.pk, "worker-a")
-    result = training_loop.train_now(sms_project, trigger="start_training", read_tasks=lambda pid: [])
+def test_one_training_per_project_at_a_time(sms_project, queued, reads):
+    assert leases.acquire(sms_project.pk, "worker-a", kind="training")
+    result = train_now(reads, sms_project, trigger="start_training", tasks=[])
     assert result.outcome == "busy" and not TrainingRun.objects.exists()
     # It asks to look again when the lease runs out.
     assert queued and queued[-1][0] == sms_project.pk and queued[-1][1] >= 2
-    assert not training_loop.renew_lease(sms_project.pk, "worker-b")
-    training_loop.release_lease(sms_project.pk, "worker-b")  # not the owner: no effect
-    assert not training_loop.acquire_lease(sms_project.pk, "worker-b")
-    training_loop.release_lease(sms_project.pk, "worker-a")
-    assert training_loop.acquire_lease(sms_project.pk, "worker-b")
+    assert not leases.renew(sms_project.pk, "worker-b", kind="training")
+    leases.release(sms_project.pk, "worker-b", kind="training")  # not the owner: no effect
+    assert not leases.acquire(sms_project.pk, "worker-b", kind="training")
+    leases.release(sms_project.pk, "worker-a", kind="training")
+    assert leases.acquire(sms_project.pk, "worker-b", kind="training")
 
 
-def test_a_dead_workers_run_is_abandoned_and_its_events_trained_again(sms_project, queued):
+def test_a_dead_workers_run_is_abandoned_and_its_events_trained_again(sms_project, queued, reads):
     """A worker killed mid-training: its lease lapses, the next check fails its run and trains."""
     event(sms_project)
-    assert training_loop.acquire_lease(sms_project.pk, "dead-worker", seconds=0.01)
+    assert leases.acquire(sms_project.pk, "dead-worker", kind="training", seconds=0.01)
     stuck_version = ModelVersion.objects.create(project=sms_project, version="p7-v1", label_config_digest="x")
     stuck = TrainingRun.objects.create(project=sms_project, trigger="quiet", owner="dead-worker",
                                        model_version=stuck_version, events_through=1)
     Project.objects.filter(pk=sms_project.pk).update(training_lease_until=timezone.now() - timedelta(seconds=1))
-    result = training_loop.train_now(sms_project, trigger="quiet", read_tasks=lambda pid: ls_tasks(sms_rows(30)))
+    result = train_now(reads, sms_project, trigger="quiet", tasks=ls_tasks(sms_rows(30)))
     assert result.outcome == "trained"
     stuck.refresh_from_db()
     stuck_version.refresh_from_db()
@@ -262,14 +290,14 @@ def test_a_dead_workers_run_is_abandoned_and_its_events_trained_again(sms_projec
     assert sms_project.serving == result.run.model_version and sms_project.serving.version == "p7-v2"
 
 
-def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queued):
+def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queued, reads):
     project, serving = trained_sms_project
     ModelVersion.objects.filter(pk=serving.pk).update(metrics={**serving.metrics, "macro_f1": 1.0})
     TrainingPolicy.objects.filter(project=project).update(promotion="if_not_worse", max_macro_f1_drop=0.0)
     project.refresh_from_db()
     rows = sms_rows(60)
     noisy = [("spam" if label == "ham" and i % 3 == 0 else label, text) for i, (label, text) in enumerate(rows)]
-    run = training_loop.train_now(project, trigger="start_training", read_tasks=lambda pid: ls_tasks(noisy)).run
+    run = train_now(reads, project, trigger="start_training", tasks=ls_tasks(noisy)).run
     assert run.status == TrainingRun.Status.SUCCEEDED and not run.promoted
     assert "kept the serving version" in run.detail
     assert run.model_version.status == ModelVersion.Status.READY
@@ -279,16 +307,16 @@ def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queu
 
 def test_the_check_reschedules_itself_until_the_quiet_period_ends(sms_project, queued):
     event(sms_project)
-    assert str(training_loop.check_training(sms_project.pk)) == "later"
+    assert str(loop.run_check(sms_project.pk)) == "later"
     assert queued and queued[-1][0] == sms_project.pk and 0 < queued[-1][1] <= 2
     assert not TrainingRun.objects.exists()
 
 
 def test_reconciliation_asks_again_for_events_a_lost_message_left(sms_project, queued):
     WebhookEvent.objects.filter(pk=event(sms_project).pk).update(received_at=timezone.now() - timedelta(minutes=10))
-    assert training_loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0}
+    assert loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0}
     assert queued == [(sms_project.pk, 0.0)]
-    assert training_loop.reconcile()["checks_requested"] == 0  # a check is on its way
+    assert loop.reconcile()["checks_requested"] == 0  # a check is on its way
 
 
 

@@ -1,18 +1,14 @@
 """Record what Label Studio tells the service through /webhook and the legacy /train."""
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
-import threading
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from django.db import connection
-
-from orchestrator.learning.models import Project, WebhookEvent
+from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
 from orchestrator.learning.services.projects import parse_project_key
+from orchestrator.sqlite_turns import write_turn
 
 # Events that change what a model should learn; the training loop acts on these.
 # RECONCILE is the service's own: annotations changed in Label Studio without a webhook.
@@ -22,61 +18,23 @@ TRAINING_EVENTS = frozenset(
 )
 
 
-class _SqliteInsertTurns:
-    """A webhook's writes (its event, the check it schedules) take turns on a lock instead of
-    in SQLite's busy handler.
-
-    SQLite admits one writer at a time, and a writer that finds the file locked sleeps in
-    its busy handler (1, 2, 5, 10, 15, 20, 25, ... 100 ms between tries) with no queue: under
-    a burst a waiter can lose again and again (measured: single acks of 236 ms while the
-    median was 10). Threads of one process queue on a threading lock; web processes queue
-    on an flock of a file beside the database, which the kernel hands over the moment it is
-    released. The worker's rare writes still meet the busy handler.
-    """
-
-    def __init__(self) -> None:
-        self._threads = threading.Lock()
-        self._file = None
-        self._pid = 0
-
-    def _lock_file(self):
-        """This process's handle on the lock file (flock is per open file), or None for a
-        database that is not a file (an in-memory test database has one process)."""
-        if self._pid != os.getpid():
-            name = str(connection.settings_dict["NAME"])
-            path = Path(f"{name}.insert-lock")
-            usable = not name.startswith(("file:", ":memory:")) and path.parent.is_dir()
-            self._file = open(path, "a+b") if usable else None  # noqa: SIM115 - held for the process
-            self._pid = os.getpid()
-        return self._file
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            if self._lock_file() is not None:
-                fcntl.flock(self._file, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            if self._file is not None:  # the one __enter__ locked: it changes only under the thread lock
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
-
-
-_SQLITE_INSERTS = _SqliteInsertTurns()
-
-
-def write_turn():
-    """The turn a web request takes for its few writes on SQLite (nothing to take elsewhere)."""
-    return _SQLITE_INSERTS if connection.vendor == "sqlite" else contextlib.nullcontext()
-
-
 class EventError(ValueError):
     """A webhook body the service cannot read."""
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """A project's training schedule as the ack read it: what the loop needs to ask for a check."""
+
+    project_pk: int
+    check_at: datetime | None  # Project.training_check_at
+    auto_train: bool
+    quiet_seconds: float
+
+
+class Recorded(NamedTuple):
+    event: WebhookEvent
+    schedule: TrainingSchedule | None  # None: the event names no project the service knows
 
 
 def _ids(items: Any) -> list[int]:
@@ -104,7 +62,7 @@ def _project_id(payload: Mapping[str, Any]) -> int | None:
         raise EventError(str(exc)) from exc
 
 
-def record_event(payload: Any) -> WebhookEvent:
+def record_event(payload: Any) -> Recorded:
     """Store one event compactly (ids, not payloads: a project object is kilobytes)."""
     if not isinstance(payload, Mapping):
         raise EventError("the webhook body must be a JSON object")
@@ -116,14 +74,11 @@ def record_event(payload: Any) -> WebhookEvent:
     cancelled = bool(isinstance(annotation, Mapping) and annotation.get("was_cancelled"))
     annotation_ids = _ids(payload.get("annotation")) + _ids(payload.get("annotations"))
     task_ids = _ids(payload.get("task")) + _ids(payload.get("tasks"))
-    # One read gives the training loop all it needs to schedule (see training_loop.on_event):
+    # One read gives the training loop all it needs to schedule (see training/schedule.py, on_event):
     # an ack is a read and an insert, which keeps it fast when annotators save in bursts.
-    snapshot = None
-    if ls_project_id:
-        snapshot = Project.objects.filter(ls_project_id=ls_project_id).values(
-            "pk", "training_check_at", "training_policy__auto_train", "training_policy__quiet_seconds").first()
+    schedule = _training_schedule(ls_project_id) if ls_project_id else None
     event = WebhookEvent(
-        project_id=snapshot["pk"] if snapshot else None,
+        project_id=schedule.project_pk if schedule else None,
         ls_project_id=ls_project_id,
         action=action[:64],
         annotation_ids=annotation_ids,
@@ -132,11 +87,23 @@ def record_event(payload: Any) -> WebhookEvent:
     )
     with write_turn():
         event.save(force_insert=True)
-    event.project_snapshot = snapshot  # not a column: the project's scheduling state as of this event
-    return event
+    return Recorded(event, schedule)
 
 
-def record_legacy_train(payload: Any) -> WebhookEvent:
+def _training_schedule(ls_project_id: int) -> TrainingSchedule | None:
+    row = Project.objects.filter(ls_project_id=ls_project_id).values(
+        "pk", "training_check_at", "training_policy__auto_train", "training_policy__quiet_seconds").first()
+    if row is None:
+        return None
+    defaults = TrainingPolicy()  # a project without a policy row trains by the defaults
+    auto_train, quiet = row["training_policy__auto_train"], row["training_policy__quiet_seconds"]
+    return TrainingSchedule(
+        project_pk=row["pk"], check_at=row["training_check_at"],
+        auto_train=defaults.auto_train if auto_train is None else auto_train,
+        quiet_seconds=defaults.quiet_seconds if quiet is None else quiet)
+
+
+def record_legacy_train(payload: Any) -> Recorded:
     """The legacy POST /train (older Label Studio): every annotated task in `annotations`."""
     if not isinstance(payload, Mapping):
         raise EventError("the /train body must be a JSON object")

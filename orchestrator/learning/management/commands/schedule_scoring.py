@@ -10,9 +10,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from orchestrator import jobs
 from orchestrator.learning.models import Project
-
-TASK = "orchestrator.learning.tasks.rescore_project"
 
 
 def task_name(ls_project_id: int) -> str:
@@ -37,7 +36,7 @@ class Command(BaseCommand):
             deleted, _ = PeriodicTask.objects.filter(name=name).delete()
             self.stdout.write(f"{name}: {'removed' if deleted else 'was not scheduled'}")
             return
-        fields = {"task": TASK, "args": json.dumps([project]), "enabled": True,
+        fields = {"task": jobs.RESCORE_PROJECT, "args": json.dumps([project]), "enabled": True,
                   "interval": None, "crontab": None}
         if every_minutes is not None:
             if every_minutes <= 0:

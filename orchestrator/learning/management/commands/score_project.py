@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orchestrator.gateways import label_studio
 from orchestrator.learning.models import Project, ScoringRun
-from orchestrator.learning.services import scoring
+from orchestrator.learning.scoring import job, runs
 
 
 class Command(BaseCommand):
@@ -26,14 +26,14 @@ class Command(BaseCommand):
         if not label_studio.is_configured():
             raise CommandError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set to push predictions")
         mode = ScoringRun.Mode.INCREMENTAL if incremental else ScoringRun.Mode.FULL
-        run = scoring.request_scoring(row, trigger="manual", mode=mode, enqueue=queue)
+        run = runs.request_scoring(row, trigger="manual", mode=mode, enqueue=queue)
         if run is None:
             raise CommandError(f"project {project} has no trained version serving for its label config yet: "
                                "train one first (manage.py train_project)")
         if queue:
             self.stdout.write(f"queued scoring run {run.pk} ({run.mode}, model_version {run.tag})")
             return
-        outcome = scoring.run_scoring(run.pk)
+        outcome = job.run_scoring(run.pk)
         run.refresh_from_db()
         line = (f"scoring run {run.pk}: {outcome}; model_version {run.tag}; {run.done} of {run.total} unlabeled "
                 f"tasks carry it; timings {run.timings}")

@@ -11,8 +11,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backends import Example, TrainingDataError, backend_for
 from orchestrator.learning.models import Project, TrainingRun
-from orchestrator.learning.services import training_loop
-from orchestrator.learning.services.training import train_model_version
+from orchestrator.learning.training import loop
+from orchestrator.learning.training.fit import train_model_version
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         backend = backend_for(row.label_config)
         if from_label_studio:
             # The same path as the background loop: under the project's lease, the policy's promotion rule.
-            result = training_loop.train_now(row, trigger="manual", reschedule_if_busy=False)
+            result = loop.train_now(row, trigger="manual", reschedule_if_busy=False)
             if result.outcome == "busy":
                 raise CommandError(f"project {project} is training right now; try again when it finishes")
             run = result.run

@@ -1,0 +1,62 @@
+"""A project's annotations read back from Label Studio as training examples, and which ones they were."""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from backends import Example, TextClassificationBackend, backend_for
+from orchestrator.gateways import label_studio
+from orchestrator.learning.models import Project
+
+
+@dataclass
+class Dataset:
+    """Training examples read from Label Studio, and which annotations (at which revision) made them."""
+
+    examples: list[Example] = field(default_factory=list)
+    annotation_ids: list[int] = field(default_factory=list)
+    digest: str = ""  # equal digests: same config, same annotations, same revisions
+
+
+def read_dataset(project: Project) -> Dataset:
+    """Every usable annotation of the project, read page by page (the whole read retried on outages)."""
+    backend = backend_for(project.label_config)
+
+    def read() -> Dataset:
+        tasks = label_studio.iter_annotated_tasks(project.ls_project_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE)
+        return examples_from_tasks(backend, tasks)
+
+    return label_studio.with_retries(read, what=f"reading project {project.ls_project_id}'s annotations")
+
+
+def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapping[str, Any]]) -> Dataset:
+    """Examples from Label Studio tasks with annotations.
+
+    Rule for several annotations on a task: ground-truth annotations win over the others,
+    then the most recently updated one; skips (was_cancelled) and annotations that choose
+    nothing the config knows are left out.
+    """
+    dataset = Dataset()
+    revisions: list[str] = []
+    fetch = label_studio.fetch_text if label_studio.is_configured() else None
+    for task in tasks:
+        candidates = [
+            a for a in task.get("annotations") or ()
+            if not a.get("was_cancelled") and backend.annotation_labels(a.get("result") or ()) is not None
+        ]
+        if not candidates:
+            continue
+        best = max(candidates, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or ""), a.get("id") or 0))
+        dataset.examples.append(Example(text=backend.task_text(task, fetch), labels=backend.annotation_labels(best["result"])))
+        if isinstance(best.get("id"), int):
+            dataset.annotation_ids.append(best["id"])
+        revisions.append(f"{task.get('id')}:{best.get('id')}:{best.get('updated_at')}")
+    hasher = hashlib.sha256(backend.config.digest.encode())
+    for revision in sorted(revisions):
+        hasher.update(b"\n" + revision.encode())
+    dataset.digest = hasher.hexdigest()[:32]
+    return dataset
