@@ -94,15 +94,14 @@ def in_process_rate(env: dict, texts: list[str], batch: int, repeat: int) -> flo
     code = f"""
 import json, sys, time, django
 django.setup()
-from orchestrator.learning.selectors import serving_for_predict
-from orchestrator.learning.services.predictions import predict
+from orchestrator.learning.predictions import predict, predictor_for
 texts = json.loads(sys.stdin.read())
 tasks = [{{"id": i, "data": {{"text": t}}}} for i, t in enumerate(texts[:{batch}])]
-serving = serving_for_predict(project_key="{PROJECT_KEY}", label_config=None)
-predict(serving=serving, tasks=tasks)
+predictor = predictor_for(project_key="{PROJECT_KEY}", label_config=None)
+predict(predictor=predictor, tasks=tasks)
 start = time.perf_counter()
 for _ in range({repeat}):
-    predict(serving=serving, tasks=tasks)
+    predict(predictor=predictor, tasks=tasks)
 print(len(tasks) * {repeat} / (time.perf_counter() - start))
 """
     result = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), env=env, cwd=ROOT,

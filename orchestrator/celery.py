@@ -24,7 +24,9 @@ def _lower_priority(**kwargs) -> None:
     Webhook acks and /predict answer Label Studio while it waits; a training or a push
     can take a few seconds longer. The worker's pool processes inherit the niceness.
     """
-    increment = int(os.environ.get("ALO_WORKER_NICE", "10"))
+    from django.conf import settings
+
+    increment = settings.ALO_WORKER_NICE
     if increment > 0:
         try:
             os.nice(increment)

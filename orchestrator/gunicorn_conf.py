@@ -1,23 +1,26 @@
-"""gunicorn settings for the ML backend; each is overridable by environment variable.
+"""gunicorn settings for the ML backend, from orchestrator/settings.py (WEB_* and friends there).
 
 Threads let one worker overlap a slow /predict with fast /health and /setup calls.
 """
 import os
 
 # One BLAS thread per worker: the workers already use every core, and oversubscribed
-# OpenBLAS threads make small matrix products 10x slower under load.
+# OpenBLAS threads make small matrix products 10x slower under load. (Set before anything
+# imports numpy; a value the operator set is kept.)
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-workers = int(os.environ.get("WEB_WORKERS", "2"))
-threads = int(os.environ.get("WEB_THREADS", "4"))
-worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
+from orchestrator import settings as _settings  # noqa: E402 - after the BLAS defaults
+
+workers = _settings.WEB_WORKERS
+threads = _settings.WEB_THREADS
+worker_class = _settings.WEB_WORKER_CLASS
 keepalive = 75
-timeout = int(os.environ.get("WEB_TIMEOUT", "300"))
+timeout = _settings.WEB_TIMEOUT
 # Label Studio sends every selected task in one /predict: allow large bodies and lines.
 limit_request_line = 8190
-accesslog = "-" if os.environ.get("ACCESS_LOG", "").lower() in {"1", "true", "yes"} else None
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+accesslog = "-" if _settings.ACCESS_LOG else None
+loglevel = _settings.LOG_LEVEL.lower()
 
 
 def post_worker_init(worker):
@@ -30,12 +33,12 @@ def post_worker_init(worker):
 
     def warm():
         from orchestrator.celery import warm_producer
-        from orchestrator.gateways import mlflow_registry
-        from orchestrator.learning.serving import registry
+        from orchestrator.gateways import mlflow_store
+        from orchestrator.learning.model_cache import model_cache
 
         warm_producer()
-        mlflow_registry.preload()
-        registry.warm_all()
+        mlflow_store.preload()
+        model_cache.warm_all()
 
     threading.Thread(target=warm, name="warm-models", daemon=True).start()
 

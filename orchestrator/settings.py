@@ -174,7 +174,6 @@ if CELERY_BROKER_URL == "filesystem://":
         _folder.mkdir(parents=True, exist_ok=True)
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -193,6 +192,18 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-training": {"task": "orchestrator.learning.tasks.reconcile_training", "schedule": ALO_RECONCILE_SECONDS},
     "reconcile-scoring": {"task": "orchestrator.learning.tasks.reconcile_scoring", "schedule": ALO_RECONCILE_SECONDS},
 }
+
+# --- Processes: `make run` (manage.py serve), gunicorn, Celery workers -----------------------
+PORT = env_int("PORT", 9090)  # manage.py serve binds HOST:PORT
+HOST = env_str("HOST", "127.0.0.1")
+WEB_WORKERS = env_int("WEB_WORKERS", 2)  # gunicorn processes
+WEB_THREADS = env_int("WEB_THREADS", 4)  # request threads per process (gthread)
+WEB_WORKER_CLASS = env_str("WEB_WORKER_CLASS", "gthread")
+WEB_TIMEOUT = env_int("WEB_TIMEOUT", 300)  # seconds a request may take (a large /predict)
+ACCESS_LOG = env_bool("ACCESS_LOG", False)  # gunicorn's access log on stdout
+WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 1)  # Celery worker processes under manage.py serve
+# Niceness a Celery worker adds to itself, so jobs yield the CPU to web requests (0: off).
+ALO_WORKER_NICE = env_int("ALO_WORKER_NICE", 10)
 
 # --- Logging ------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -107,17 +107,17 @@ def jobs_sent(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _fresh_serving_cache():
-    from orchestrator.learning.serving import registry
+    from orchestrator.learning.model_cache import model_cache
 
-    registry.clear()
+    model_cache.clear()
     yield
-    registry.clear()
+    model_cache.clear()
 
 
 @pytest.fixture
 def sms_project(db):
     """A project with the SMS ham/spam config, registered as /setup would."""
-    from orchestrator.learning.services.projects import setup_project
+    from orchestrator.learning.projects import setup_project
 
     return setup_project(project_key="7.1717171717", label_config=SMS_CONFIG)
 

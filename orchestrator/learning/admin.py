@@ -38,9 +38,9 @@ class ModelVersionInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("ls_project_id", "title", "backend", "strategy", "serving", "last_setup_at", "updated_at")
+    list_display = ("ls_project_id", "title", "backend", "strategy", "serving_version", "last_setup_at", "updated_at")
     search_fields = ("ls_project_id", "title")
-    readonly_fields = ("ls_project_key", "label_config_digest", "backend", "ls_hostname", "serving",
+    readonly_fields = ("ls_project_key", "label_config_digest", "backend", "ls_hostname", "serving_version",
                        "created_at", "updated_at", "last_setup_at")
     inlines = [TrainingPolicyInline, ScoringPolicyInline, ModelVersionInline]
     actions = ["score_and_push"]

@@ -39,9 +39,9 @@ class Project(models.Model):
         max_length=500, blank=True,
         help_text="The hostname Label Studio reported in /setup; recorded only, never called.",
     )
-    serving = models.ForeignKey(
+    serving_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-        help_text="The version /setup and /predict answer with; none means cold start.",
+        help_text="The version /setup and /predict answer with, and pushes score with; none means cold start.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -60,6 +60,15 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return f"project {self.ls_project_id}" + (f" ({self.title})" if self.title else "")
+
+    def usable_serving_version(self) -> ModelVersion | None:
+        """The serving version if it can answer the current label config (trained on it, and
+        registered): what /predict answers with and a push scores with. None: cold start (a
+        model trained on another label config cannot answer this one until retrained)."""
+        version = self.serving_version
+        if version is None or not version.model_uri or version.label_config_digest != self.label_config_digest:
+            return None
+        return version
 
 
 class ModelVersion(models.Model):

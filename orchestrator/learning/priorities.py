@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 import strategies
-from orchestrator.learning.serving import Serving
+from orchestrator.learning.model_cache import Predictor
 
 
 def label_studio_score(priorities: np.ndarray) -> np.ndarray:
@@ -33,7 +33,7 @@ def cold_start_priorities(ls_project_id: int, task_ids: Sequence[Any]) -> np.nda
     return strategies.stable_random(ls_project_id, task_ids)
 
 
-def model_priorities(serving: Serving, probabilities: np.ndarray, task_ids: Sequence[Any],
+def model_priorities(predictor: Predictor, probabilities: np.ndarray, task_ids: Sequence[Any],
                      texts: Sequence[str] | None = None) -> np.ndarray:
     """The strategy's priorities for one request's (or one page's) tasks.
 
@@ -42,13 +42,13 @@ def model_priorities(serving: Serving, probabilities: np.ndarray, task_ids: Sequ
     about the same `texts`. Batch-aware strategies need the whole pool: the push ranks it
     (scoring/pool.py); here they fall back. `random` stays stable per task.
     """
-    named = strategies.get(serving.strategy)
-    model = serving.model
+    named = strategies.get(predictor.strategy)
+    model = predictor.model
     committee = model.committee if "committee" in named.needs and model is not None and texts is not None else ()
-    strategy = strategies.applicable(named.name, multilabel=serving.backend.multiple, committee_size=len(committee))
+    strategy = strategies.applicable(named.name, multilabel=predictor.backend.multiple, committee_size=len(committee))
     if strategy.name == "random":
-        return cold_start_priorities(serving.ls_project_id, task_ids)
-    options = serving.strategy_params if strategy is named else {}  # a fallback runs with its defaults
+        return cold_start_priorities(predictor.ls_project_id, task_ids)
+    options = predictor.strategy_params if strategy is named else {}  # a fallback runs with its defaults
     if "committee" in strategy.needs:
         return strategies.priorities(strategy.name, committee_probabilities=model.committee_proba(texts), **options)
     return strategies.priorities(strategy.name, probabilities=probabilities, **options)

@@ -1,31 +1,40 @@
-"""Selectors: functions that read the active-learning domain for views and jobs."""
+"""Selectors: functions that read the active-learning domain for views, jobs and the admin. They never write."""
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.learning.models import COLD_START_VERSION, ModelVersion, Project
-from orchestrator.learning.serving import Serving, registry
-from orchestrator.learning.services.projects import parse_project_key, project_for_predict
+from backends.label_config import config_digest
+from orchestrator.learning.model_cache import Predictor, model_cache
+from orchestrator.learning.models import COLD_START_VERSION, ModelVersion, Project, ScoringPolicy, TrainingPolicy
+from orchestrator.learning.projects import parse_project_key
 
 
-def serving_for_predict(*, project_key: Any, label_config: str | None) -> Serving:
-    """The serving snapshot for a /predict call, from the in-process cache when fresh."""
-    ls_project_id = parse_project_key(project_key)
-    serving = registry.get(ls_project_id)
-    if serving is not None and (not label_config or _same_config(serving, label_config)):
-        return serving
-    return registry.for_project(project_for_predict(project_key=project_key, label_config=label_config))
+def training_policy(project: Project) -> TrainingPolicy:
+    """The project's training policy; the defaults (unsaved) for a project without one."""
+    return TrainingPolicy.objects.filter(project=project).first() or TrainingPolicy(project=project)
 
 
-def _same_config(serving: Serving, label_config: str) -> bool:
+def scoring_policy(project: Project) -> ScoringPolicy:
+    """The project's scoring policy; the defaults (unsaved) for a project without one."""
+    return ScoringPolicy.objects.filter(project=project).first() or ScoringPolicy(project=project)
+
+
+def predictor(*, project_key: Any, label_config: str | None) -> Predictor | None:
+    """The predictor a /predict call gets, from this process's cache when fresh.
+
+    None when the project is unknown here or the call carries another label config than the
+    one the predictor answers: the call registers or updates the project first
+    (`predictions.predictor_for`).
+    """
+    found = model_cache.predictor(parse_project_key(project_key))
+    if found is not None and (not label_config or _same_config(found, label_config)):
+        return found
+    return None
+
+
+def _same_config(found: Predictor, label_config: str) -> bool:
     # Comparing the text first avoids hashing a long config on every request.
-    return serving.backend.config.xml == label_config or serving.backend.config.digest == _digest(label_config)
-
-
-def _digest(xml: str) -> str:
-    from backends.label_config import config_digest
-
-    return config_digest(xml)
+    return found.backend.config.xml == label_config or found.backend.config.digest == config_digest(label_config)
 
 
 def versions(*, project_key: Any = None) -> dict[str, Any]:
@@ -41,7 +50,7 @@ def versions(*, project_key: Any = None) -> dict[str, Any]:
         queryset = queryset.filter(project__ls_project_id=ls_project_id)
         projects = projects.filter(ls_project_id=ls_project_id)
     names = [v.version for v in queryset.order_by("-created_at")]
-    current = [registry.announced_version(p) for p in projects.select_related("serving")]
+    current = [model_cache.announced_version(p) for p in projects.select_related("serving_version")]
     if COLD_START_VERSION in current or not names:
         names.append(COLD_START_VERSION)
     return {"versions": names, "current_versions": current}

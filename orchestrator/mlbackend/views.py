@@ -18,10 +18,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from backends import LabelConfigError, TaskDataError
 from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
-from orchestrator.learning import selectors
-from orchestrator.learning.serving import registry
+from orchestrator.learning import events, extra_params, predictions, projects, selectors
+from orchestrator.learning.model_cache import model_cache
 from orchestrator.learning.scoring import runs as scoring_runs
-from orchestrator.learning.services import events, predictions, projects
 from orchestrator.learning.training import schedule
 from orchestrator.mlbackend.auth import check_basic_auth
 
@@ -62,7 +61,7 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
             except BadRequest as exc:
                 return error(exc.status, exc.detail)
             except (LabelConfigError, TaskDataError, ForeignUrlError, projects.ProjectKeyError,
-                    projects.StrategyError, projects.PolicyError, events.EventError) as exc:
+                    extra_params.StrategyError, extra_params.PolicyError, events.EventError) as exc:
                 return error(422 if isinstance(exc, LabelConfigError) else 400, str(exc))
             except LabelStudioError as exc:
                 logger.warning("label_studio_error path=%s error=%s", request.path, exc)
@@ -104,7 +103,7 @@ def setup(request: HttpRequest) -> HttpResponse:
         project_key=body["project"], label_config=schema,
         extra_params=body.get("extra_params"), hostname=str(body.get("hostname") or ""),
     )
-    return json_response({"model_version": registry.announced_version(project)})
+    return json_response({"model_version": model_cache.announced_version(project)})
 
 
 @protocol_view(("POST",))
@@ -127,8 +126,8 @@ def predict(request: HttpRequest) -> HttpResponse:
         project_key = tasks[0].get("project")
     if project_key is None:
         raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
-    serving = selectors.serving_for_predict(project_key=project_key, label_config=body.get("label_config"))
-    results = predictions.predict(serving=serving, tasks=tasks)
+    predictor = predictions.predictor_for(project_key=project_key, label_config=body.get("label_config"))
+    results = predictions.predict(predictor=predictor, tasks=tasks)
     return json_response({"results": results})
 
 

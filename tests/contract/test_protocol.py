@@ -323,11 +323,11 @@ def test_setup_and_versions_never_wait_for_a_model_load(client, trained_sms_proj
     """A cold web process must answer /setup (3 s timeout) while the model loads; /predict waits for it."""
     import threading
 
-    from orchestrator.gateways import mlflow_registry
-    from orchestrator.learning.serving import registry
+    from orchestrator.gateways import mlflow_store
+    from orchestrator.learning.model_cache import model_cache
 
     project, version = trained_sms_project
-    real_load = mlflow_registry.load_pipeline
+    real_load = mlflow_store.load_pipeline
     release, loads = threading.Event(), []
 
     def blocked_load(uri):
@@ -335,8 +335,8 @@ def test_setup_and_versions_never_wait_for_a_model_load(client, trained_sms_proj
         assert release.wait(30), "the test never released the load"
         return real_load(uri)
 
-    monkeypatch.setattr(mlflow_registry, "load_pipeline", blocked_load)
-    registry.clear()  # as in a web process that did not train the model
+    monkeypatch.setattr(mlflow_store, "load_pipeline", blocked_load)
+    model_cache.clear()  # as in a web process that did not train the model
 
     setup = client.post("/setup", data=orjson.dumps({"project": project.ls_project_key, "schema": SMS_CONFIG}),
                         content_type="application/json")
@@ -355,26 +355,26 @@ def test_setup_and_versions_never_wait_for_a_model_load(client, trained_sms_proj
 
 
 def test_a_model_that_cannot_load_serves_cold_start_and_is_retried_later(client, trained_sms_project, monkeypatch):
-    from orchestrator.gateways import mlflow_registry
-    from orchestrator.learning import serving as serving_module
-    from orchestrator.learning.serving import registry
+    from orchestrator.gateways import mlflow_store
+    from orchestrator.learning import model_cache as model_cache_module
+    from orchestrator.learning.model_cache import model_cache
 
     project, version = trained_sms_project
-    real_load = mlflow_registry.load_pipeline
+    real_load = mlflow_store.load_pipeline
     attempts = []
 
     def broken(uri):
         attempts.append(uri)
         raise OSError("artifact store unreachable")
 
-    monkeypatch.setattr(mlflow_registry, "load_pipeline", broken)
-    registry.clear()
-    monkeypatch.setattr(serving_module, "LOAD_RETRY_SECONDS", 3600.0)
+    monkeypatch.setattr(mlflow_store, "load_pipeline", broken)
+    model_cache.clear()
+    monkeypatch.setattr(model_cache_module, "LOAD_RETRY_SECONDS", 3600.0)
     body = orjson.dumps({"tasks": [{"id": 1, "data": {"text": "hello"}}], "project": project.ls_project_key,
                          "label_config": SMS_CONFIG})
     first = orjson.loads(client.post("/predict", data=body, content_type="application/json").content)["results"][0]
     assert first["model_version"] == "cold-start" and attempts == [version.model_uri]
-    registry.forget(project.ls_project_id)
+    model_cache.forget(project.ls_project_id)
     client.post("/predict", data=body, content_type="application/json")
     assert len(attempts) == 1  # not retried on every request
     setup = client.post("/setup", data=orjson.dumps({"project": project.ls_project_key, "schema": SMS_CONFIG}),
@@ -382,9 +382,9 @@ def test_a_model_that_cannot_load_serves_cold_start_and_is_retried_later(client,
     assert orjson.loads(setup.content)["model_version"] == "cold-start"  # announces what it can serve
 
     # Once the retry window has passed, a load that works serves the version again.
-    monkeypatch.setattr(mlflow_registry, "load_pipeline", real_load)
-    monkeypatch.setattr(serving_module, "LOAD_RETRY_SECONDS", 0.0)
-    registry.forget(project.ls_project_id)
+    monkeypatch.setattr(mlflow_store, "load_pipeline", real_load)
+    monkeypatch.setattr(model_cache_module, "LOAD_RETRY_SECONDS", 0.0)
+    model_cache.forget(project.ls_project_id)
     again = orjson.loads(client.post("/predict", data=body, content_type="application/json").content)["results"][0]
     assert again["model_version"] == version.version
 

@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CREATE = (
     "import django; django.setup(); "
-    "from orchestrator.gateways import mlflow_registry; "
-    "print(len(mlflow_registry._mlflow().MlflowClient().search_experiments()))"
+    "from orchestrator.gateways import mlflow_store; "
+    "print(len(mlflow_store._mlflow().MlflowClient().search_experiments()))"
 )
 
 

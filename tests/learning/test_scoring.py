@@ -16,7 +16,7 @@ from orchestrator.gateways import label_studio
 from orchestrator.learning.models import ScoringPolicy, ScoringPool, ScoringRun
 from orchestrator.learning.scoring import cleanup, job, push, runs
 from orchestrator.learning.scoring.chunks import ChunkSizer
-from orchestrator.learning.serving import registry
+from orchestrator.learning.model_cache import model_cache
 from backends import backend_for
 from orchestrator.learning.training.fit import train_model_version
 from tests.conftest import SMS_POOL, sms_rows
@@ -178,7 +178,7 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
     assert set(run.timings) >= {"load", "read", "score", "push", "switch"}
     # Ascending score is descending least-confidence priority, from the served model's probabilities.
     ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
-    model = project.serving and registry.load(version.model_uri, backend_for(project.label_config))
+    model = project.serving_version and model_cache.load(version.model_uri, backend_for(project.label_config))
     probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
     expected = 1 - strategies.priorities("least_confidence", probabilities=probabilities)
     assert np.allclose([p["score"] for p in ours], expected, atol=1e-6)
@@ -434,7 +434,7 @@ def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(
     pure = ChunkSizer(largest=5000, chunk=500)
     costs = [pure.adapt(size, seconds) for size, seconds in history]
     assert pure.chunk == after and (costs[-1] is None if fixed is None else costs[-1] == pytest.approx(fixed, abs=0.5))
-    ctx = RunContext(run=ScoringRun(), project=None, policy=None, serving=None, timer=PhaseTimer(),
+    ctx = RunContext(run=ScoringRun(), project=None, policy=None, predictor=None, timer=PhaseTimer(),
                      sizer=ChunkSizer(largest=5000, chunk=500))
     for size, seconds in history:
         assert size == ctx.sizer.chunk
@@ -484,10 +484,10 @@ def test_old_tags_wait_while_a_push_runs(trained_sms_project, fake_ls, queued, j
 
 
 def test_a_long_lived_worker_keeps_only_the_newest_models(monkeypatch):
-    from orchestrator.learning import serving
+    from orchestrator.learning import model_cache as model_cache_module
 
-    monkeypatch.setattr(serving, "MODEL_CACHE_SIZE", 3)
-    cache = serving._Registry()
+    monkeypatch.setattr(model_cache_module, "MODEL_CACHE_SIZE", 3)
+    cache = model_cache_module.ModelCache()
     for i in range(5):
         cache.put_model(f"models:/m/{i}", object())  # trained here, or loaded by a push
     cache.put_model("models:/m/2", object())  # used again: the newest
@@ -563,9 +563,9 @@ def test_triggers_firing_at_the_same_moment_share_one_run(trained_sms_project, f
 @pytest.mark.parametrize("strategy", ["consensus_entropy", "vote_entropy"])
 def test_committee_strategies_score_with_the_fold_models_saved_in_mlflow(sms_project, fake_ls, queued, strategy):
     from backends import backend_for
-    from orchestrator.gateways import mlflow_registry
-    from orchestrator.learning.serving import registry
-    from orchestrator.learning.services.predictions import predict
+    from orchestrator.gateways import mlflow_store
+    from orchestrator.learning.model_cache import model_cache
+    from orchestrator.learning.predictions import predict
 
     project = sms_project
     project.strategy = strategy
@@ -575,7 +575,7 @@ def test_committee_strategies_score_with_the_fold_models_saved_in_mlflow(sms_pro
     assert version.metrics["committee_size"] == 5
     # A fresh load from MLflow (not this process's cache) brings the committee along.
     backend = backend_for(project.label_config)
-    loaded = backend.wrap(mlflow_registry.load_pipeline(version.model_uri))
+    loaded = backend.wrap(mlflow_store.load_pipeline(version.model_uri))
     assert len(loaded.committee) == 5
 
     run = score_now(project)
@@ -587,9 +587,9 @@ def test_committee_strategies_score_with_the_fold_models_saved_in_mlflow(sms_pro
     assert not np.allclose(1 - disagreement, fallback, atol=1e-3)  # not the entropy fallback
 
     # /predict answers with the same committee scores.
-    registry.clear()
-    serving = registry.get(project.ls_project_id)
-    answered = predict(serving=serving, tasks=[{"id": p["task"], "data": {"text": t}} for p, t in zip(ours[:50], texts)])
+    model_cache.clear()
+    predictor = model_cache.predictor(project.ls_project_id)
+    answered = predict(predictor=predictor, tasks=[{"id": p["task"], "data": {"text": t}} for p, t in zip(ours[:50], texts)])
     assert np.allclose([a["score"] for a in answered], [p["score"] for p in ours[:50]], atol=1e-6)
 
 
@@ -599,7 +599,7 @@ def test_a_version_without_a_committee_scores_committee_strategies_with_entropy(
     project.save()
     run = score_now(project)
     ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
-    model = registry.load(version.model_uri, backend_for(project.label_config))
+    model = model_cache.load(version.model_uri, backend_for(project.label_config))
     assert model.committee == ()
     probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
     assert np.allclose([p["score"] for p in ours], 1 - strategies.priorities("entropy", probabilities=probabilities),

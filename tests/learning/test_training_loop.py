@@ -15,7 +15,7 @@ from orchestrator import jobs
 from orchestrator.gateways.label_studio import LabelStudioError
 from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
 from orchestrator.gateways import label_studio
-from orchestrator.learning.services import leases
+from orchestrator.learning import leases
 from orchestrator.learning.training import loop, schedule
 from orchestrator.learning.training.promotion import should_promote
 from orchestrator.learning.training.schedule import Decision, Pending, decide
@@ -182,7 +182,7 @@ def test_a_check_trains_on_every_annotation_and_consumes_the_events(sms_project,
     run.refresh_from_db()
     assert set(run.timings) == {"read", "evaluate", "fit", "mlflow"} and all(v >= 0 for v in run.timings.values())
     sms_project.refresh_from_db()
-    assert sms_project.serving == run.model_version and run.model_version.status == ModelVersion.Status.SERVING
+    assert sms_project.serving_version == run.model_version and run.model_version.status == ModelVersion.Status.SERVING
     assert run.model_version.metrics["num_examples"] == 60 and "macro_f1" in run.model_version.metrics
     assert schedule.pending_of(sms_project).events == 0
     assert sms_project.training_lease_owner == "" and sms_project.training_lease_until is None
@@ -222,7 +222,7 @@ def test_a_training_that_raises_is_recorded_and_the_old_version_keeps_serving(tr
     assert "ham" in run.detail and "spam" in run.detail  # says which labels are missing
     assert run.model_version.status == ModelVersion.Status.FAILED and run.model_version.error
     project.refresh_from_db()
-    assert project.serving == serving
+    assert project.serving_version == serving
     assert schedule.pending_of(project).events == 0  # not retried forever: the next event retries
 
 
@@ -287,7 +287,7 @@ def test_a_dead_workers_run_is_abandoned_and_its_events_trained_again(sms_projec
     assert stuck.status == TrainingRun.Status.FAILED and "worker stopped" in stuck.detail
     assert stuck_version.status == ModelVersion.Status.FAILED
     sms_project.refresh_from_db()
-    assert sms_project.serving == result.run.model_version and sms_project.serving.version == "p7-v2"
+    assert sms_project.serving_version == result.run.model_version and sms_project.serving_version.version == "p7-v2"
 
 
 def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queued, reads):
@@ -302,7 +302,7 @@ def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queu
     assert "kept the serving version" in run.detail
     assert run.model_version.status == ModelVersion.Status.READY
     project.refresh_from_db()
-    assert project.serving == serving
+    assert project.serving_version == serving
 
 
 def test_the_check_reschedules_itself_until_the_quiet_period_ends(sms_project, queued):

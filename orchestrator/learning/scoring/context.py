@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from orchestrator.gateways import label_studio
 from orchestrator.learning.models import Project, ScoringPolicy, ScoringRun
 from orchestrator.learning.scoring.chunks import ChunkSizer
-from orchestrator.learning.serving import Serving
+from orchestrator.learning.model_cache import Predictor
 from orchestrator.learning.timings import PhaseTimer
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class RunContext:
     run: ScoringRun
     project: Project
     policy: ScoringPolicy
-    serving: Serving  # the run's version; its `version` is the run's tag
+    predictor: Predictor  # the run's version; its `version` is the run's tag
     timer: PhaseTimer
     sizer: ChunkSizer
     dropped: int = 0  # predictions Label Studio refused as invalid
@@ -41,7 +41,7 @@ class RunContext:
 
     @property
     def model(self):
-        return self.serving.model
+        return self.predictor.model
 
 
 def save(run: ScoringRun, **fields: Any) -> None:

@@ -14,12 +14,12 @@ from django.utils import timezone
 
 from backends import backend_for
 from orchestrator.gateways import label_studio
+from orchestrator.learning import leases, selectors
+from orchestrator.learning.model_cache import Predictor, model_cache
 from orchestrator.learning.models import ScoringPool, ScoringRun
 from orchestrator.learning.scoring import cleanup, pool, push, runs
 from orchestrator.learning.scoring.chunks import ChunkSizer
 from orchestrator.learning.scoring.context import ACTIVE, HTTP_PHASES, RunContext, Superseded, save
-from orchestrator.learning.serving import Serving, registry
-from orchestrator.learning.services import leases
 from orchestrator.learning.timings import PhaseTimer
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def run_scoring(run_pk: int) -> str:
     """Run (or resume) one scoring run under the project's scoring lease; its outcome."""
-    run = ScoringRun.objects.select_related("project", "project__serving", "model_version").filter(pk=run_pk).first()
+    run = ScoringRun.objects.select_related("project", "project__serving_version", "model_version").filter(pk=run_pk).first()
     if run is None or run.status not in ACTIVE:
         return "gone" if run is None else run.status
     owner = leases.new_owner()
@@ -45,7 +45,7 @@ def run_scoring(run_pk: int) -> str:
 
 def _execute(run: ScoringRun, owner: str) -> str:
     project = run.project
-    version = runs.servable(project)
+    version = project.usable_serving_version()
     if run.model_version is None or version is None or run.model_version_id != version.pk:
         runs.supersede(run, "the version it scored no longer serves")
         return ScoringRun.Status.SUPERSEDED
@@ -94,11 +94,11 @@ def _context(run: ScoringRun) -> RunContext:
     backend = backend_for(project.label_config)
     timer = PhaseTimer(run.timings, slowest_of=HTTP_PHASES)
     started = time.perf_counter()
-    model = registry.load(version.model_uri, backend)
+    model = model_cache.load(version.model_uri, backend)
     timer.add("load", time.perf_counter() - started)
-    serving = Serving(project_pk=project.pk, ls_project_id=project.ls_project_id, version=run.tag, backend=backend,
+    predictor = Predictor(project_pk=project.pk, ls_project_id=project.ls_project_id, version=run.tag, backend=backend,
                       model=model, strategy=project.strategy, strategy_params=dict(project.strategy_params or {}),
                       fetched_at=time.monotonic())
-    policy = runs.policy_of(project)
-    return RunContext(run=run, project=project, policy=policy, serving=serving, timer=timer,
+    policy = selectors.scoring_policy(project)
+    return RunContext(run=run, project=project, policy=policy, predictor=predictor, timer=timer,
                       sizer=ChunkSizer.for_policy(policy.chunk_size))

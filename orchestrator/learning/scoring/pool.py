@@ -66,8 +66,8 @@ def score_pool(ctx: RunContext) -> Pool | None:
     None when there is no such task. Batch-aware strategies rank the whole pool, so a score
     reflects the rank.
     """
-    run, serving = ctx.run, ctx.serving
-    batch_aware = strategies.applicable(serving.strategy, multilabel=serving.backend.multiple,
+    run, predictor = ctx.run, ctx.predictor
+    batch_aware = strategies.applicable(predictor.strategy, multilabel=predictor.backend.multiple,
                                         whole_pool=True).batch_aware
     ids: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
@@ -79,13 +79,13 @@ def score_pool(ctx: RunContext) -> Pool | None:
         tasks = _read_page(ctx, after)
         if not tasks:
             break
-        texts = serving.backend.texts(tasks, text_fetcher())
+        texts = predictor.backend.texts(tasks, text_fetcher())
         page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
         page = ctx.timer("score", lambda: ctx.model.predict_proba(texts))
         if batch_aware:
             embeddings.append(ctx.timer("score", lambda: ctx.model.embed(texts)))
         else:
-            priorities.append(ctx.timer("score", lambda: model_priorities(serving, page, page_ids.tolist(), texts)))
+            priorities.append(ctx.timer("score", lambda: model_priorities(predictor, page, page_ids.tolist(), texts)))
         ids.append(page_ids)
         probabilities.append(np.asarray(page, dtype=np.float32))
         after = int(page_ids.max())
@@ -120,10 +120,10 @@ def _rank(ctx: RunContext, probabilities: np.ndarray, embeddings: np.ndarray) ->
     """A batch-aware strategy's priorities over the whole pool, against recently labeled tasks."""
     labeled = ctx.timer("read", lambda: _labeled_texts(ctx))
     labeled_embeddings = ctx.model.embed(labeled) if labeled else None
-    options = dict(ctx.serving.strategy_params)
-    options.setdefault("multilabel", ctx.serving.backend.multiple)
+    options = dict(ctx.predictor.strategy_params)
+    options.setdefault("multilabel", ctx.predictor.backend.multiple)
     return ctx.timer("score", lambda: strategies.priorities(
-        ctx.serving.strategy, probabilities=probabilities.astype(np.float64), features=embeddings,
+        ctx.predictor.strategy, probabilities=probabilities.astype(np.float64), features=embeddings,
         labeled_features=labeled_embeddings, **options))
 
 
@@ -131,4 +131,4 @@ def _labeled_texts(ctx: RunContext) -> list[str]:
     ls_id = ctx.project.ls_project_id
     tasks = call_label_studio(lambda: label_studio.labeled_tasks(ls_id, limit=LABELED_SAMPLE),
                               f"reading labeled tasks of project {ls_id}")
-    return ctx.serving.backend.texts(tasks, text_fetcher())
+    return ctx.predictor.backend.texts(tasks, text_fetcher())

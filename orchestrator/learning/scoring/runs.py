@@ -16,7 +16,8 @@ from django.utils import timezone
 import strategies
 from orchestrator import jobs
 from orchestrator.gateways import label_studio
-from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringRun
+from orchestrator.learning import selectors
+from orchestrator.learning.models import ModelVersion, Project, ScoringRun
 from orchestrator.learning.scoring.context import ACTIVE
 
 logger = logging.getLogger(__name__)
@@ -28,24 +29,12 @@ RESUME_AFTER_SECONDS = 300.0
 MAX_ATTEMPTS = 5
 
 
-def policy_of(project: Project) -> ScoringPolicy:
-    return ScoringPolicy.objects.get_or_create(project=project)[0]
-
-
-def servable(project: Project) -> ModelVersion | None:
-    """The version a push would score with: the serving one, if it fits the current label config."""
-    version = project.serving
-    if version is None or not version.model_uri or version.label_config_digest != project.label_config_digest:
-        return None
-    return version
-
-
 # --- triggers ---------------------------------------------------------------------------------------
 def request_push(version: ModelVersion) -> ScoringRun | None:
     """A version started serving: push it, unless the project turned automatic pushes off."""
     if not label_studio.is_configured():
         return None
-    if not policy_of(version.project).auto_push:
+    if not selectors.scoring_policy(version.project).auto_push:
         return None
     return request_scoring(version.project, trigger="promotion")
 
@@ -54,8 +43,8 @@ def on_tasks_created(project_pk: int | None) -> ScoringRun | None:
     """TASKS_CREATED: score the new tasks a few seconds later (a burst of imports is one run)."""
     if project_pk is None or not label_studio.is_configured():
         return None
-    project = Project.objects.select_related("serving").filter(pk=project_pk).first()
-    if project is None or servable(project) is None or not policy_of(project).auto_push:
+    project = Project.objects.select_related("serving_version").filter(pk=project_pk).first()
+    if project is None or project.usable_serving_version() is None or not selectors.scoring_policy(project).auto_push:
         return None
     return request_scoring(project, trigger="tasks_created", mode=ScoringRun.Mode.INCREMENTAL,
                            countdown=TASKS_CREATED_DELAY)
@@ -76,7 +65,7 @@ def scheduled_mode(project: Project) -> str:
     Otherwise the scores would come out the same, and it only catches up on new tasks.
     """
     pushed = last_pushed(project)
-    if (pushed is None or pushed.model_version_id != project.serving_id or pushed.strategy != project.strategy
+    if (pushed is None or pushed.model_version_id != project.serving_version_id or pushed.strategy != project.strategy
             or strategies.get(project.strategy).batch_aware):
         return ScoringRun.Mode.FULL
     return ScoringRun.Mode.INCREMENTAL
@@ -93,7 +82,7 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
     """
     with transaction.atomic():
         # `of`: lock the project row only (its serving version may be NULL: an outer join).
-        locked = Project.objects.select_for_update(of=("self",)).select_related("serving").get(pk=project.pk)
+        locked = Project.objects.select_for_update(of=("self",)).select_related("serving_version").get(pk=project.pk)
         run, start = _pick_run(locked, trigger=trigger, mode=mode)
     if run is not None and start and enqueue:
         enqueue_run(run, countdown)
@@ -102,7 +91,7 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
 
 def _pick_run(project: Project, *, trigger: str, mode: str) -> tuple[ScoringRun | None, bool]:
     """The run that answers a request, and whether it has to be started (new or resumed)."""
-    version = servable(project)
+    version = project.usable_serving_version()
     if version is None:
         logger.info("scoring_skipped project=%s reason=no_trained_version", project.ls_project_id)
         return None, False
@@ -185,7 +174,7 @@ def reconcile() -> dict[str, int]:
     resent = resumed = 0
     retry_before = now - timedelta(seconds=RESUME_AFTER_SECONDS)
     failed = (ScoringRun.objects.filter(status=ScoringRun.Status.FAILED, finished_at__lt=retry_before,
-                                        attempts__lt=MAX_ATTEMPTS, project__serving=F("model_version"))
+                                        attempts__lt=MAX_ATTEMPTS, project__serving_version=F("model_version"))
               .values_list("project_id", flat=True).distinct())
     for project_pk in list(failed):
         latest = ScoringRun.objects.filter(project_id=project_pk).order_by("-created_at", "-pk").first()

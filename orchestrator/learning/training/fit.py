@@ -16,9 +16,9 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 import strategies
 from backends import Example, TextClassificationBackend, backend_for
-from orchestrator.gateways import mlflow_registry
+from orchestrator.gateways import mlflow_store
 from orchestrator.learning.models import ModelVersion, Project
-from orchestrator.learning.serving import registry
+from orchestrator.learning.model_cache import model_cache
 from orchestrator.learning.timings import PhaseTimer
 from orchestrator.learning.training import promotion
 
@@ -113,7 +113,7 @@ def train_model_version(
         if members:
             model.with_committee(members)
             metrics["committee_size"] = float(len(members))
-        registered = timer("mlflow", lambda: mlflow_registry.log_and_register(
+        registered = timer("mlflow", lambda: mlflow_store.log_and_register(
             ls_project_id=project.ls_project_id,
             pipeline=model.pipeline,
             params={
@@ -141,7 +141,7 @@ def train_model_version(
     version.status = ModelVersion.Status.READY
     version.finished_at = timezone.now()
     version.save()
-    registry.put_model(registered.uri, model)
+    model_cache.put_model(registered.uri, model)
     logger.info("model_trained project=%s version=%s metrics=%s", project.ls_project_id, version.version, metrics)
     if promote:
         promotion.promote_version(version=version, request_push=True)

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from backends import TrainingDataError
 from orchestrator.gateways import label_studio
-from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy, TrainingRun, WebhookEvent
-from orchestrator.learning.services import leases
-from orchestrator.learning.services.events import TRAINING_EVENTS
+from orchestrator.learning import leases, selectors
+from orchestrator.learning.events import TRAINING_EVENTS
+from orchestrator.learning.models import ModelVersion, Project, TrainingRun, WebhookEvent
 from orchestrator.learning.timings import PhaseTimer
 from orchestrator.learning.training import promotion
 from orchestrator.learning.training.dataset import read_dataset
@@ -29,11 +29,6 @@ logger = logging.getLogger(__name__)
 
 # Triggers a person asked for: they train whatever the policy's minimum or the data say.
 ASKED = frozenset({"start_training", "manual"})
-
-
-def policy_of(project: Project) -> TrainingPolicy:
-    policy, _ = TrainingPolicy.objects.get_or_create(project=project)
-    return policy
 
 
 @dataclass(frozen=True)
@@ -53,7 +48,7 @@ def run_check(project_pk: int) -> CheckResult:
     project = Project.objects.filter(pk=project_pk).first()
     if project is None:
         return CheckResult("idle")
-    decision = decide(policy_of(project), pending_of(project), now)
+    decision = decide(selectors.training_policy(project), pending_of(project), now)
     if not decision.train:
         if decision.check_at is not None:
             request_check(project_pk, delay=(decision.check_at - now).total_seconds())
@@ -81,7 +76,7 @@ def train_now(project: Project, *, trigger: str, reschedule_if_busy: bool = True
         leases.release(project.pk, owner, kind="training")
     # Events that came during the training lead to the next check.
     project.refresh_from_db()
-    decision = decide(policy_of(project), pending_of(project), timezone.now())
+    decision = decide(selectors.training_policy(project), pending_of(project), timezone.now())
     if decision.train:
         request_check(project.pk)
     elif decision.check_at is not None:
@@ -108,7 +103,7 @@ def _abandon_dead_runs(project: Project) -> None:
 
 def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
     """One training run: count, read, skip when there is nothing new to learn, train, promote or not."""
-    policy = policy_of(project)
+    policy = selectors.training_policy(project)
     pending = pending_of(project)
     run = TrainingRun.objects.create(project=project, trigger=trigger, owner=owner,
                                      events_through=pending.through_id, num_events=pending.events)
@@ -132,7 +127,7 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
         if not asked and latest is not None and latest.data_digest == dataset.digest:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped",
                            f"the annotations are the ones {latest.version} learned")
-        serving_metrics = project.serving.metrics if project.serving_id and project.serving else None
+        serving_metrics = project.serving_version.metrics if project.serving_version_id and project.serving_version else None
         try:
             version = train_model_version(project=project, examples=dataset.examples,
                                           annotation_ids=dataset.annotation_ids, data_digest=dataset.digest,
@@ -189,7 +184,7 @@ def reconcile() -> dict[str, int]:
         if label_studio.is_configured() and _annotations_changed_unseen(project):
             WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action="RECONCILE")
             noticed += 1
-        decision = decide(policy_of(project), pending_of(project), now)
+        decision = decide(selectors.training_policy(project), pending_of(project), now)
         if decision.train or decision.check_at is not None:
             asked += int(request_check(project.pk))
     return {"checks_requested": asked, "changes_noticed": noticed}

@@ -9,10 +9,10 @@ import logging
 
 from django.db import transaction
 
-from orchestrator.gateways import mlflow_registry
+from orchestrator.gateways import mlflow_store
 from orchestrator.learning.models import ModelVersion, Project, ScoringRun, TrainingPolicy
 from orchestrator.learning.scoring import runs
-from orchestrator.learning.serving import registry
+from orchestrator.learning.model_cache import model_cache
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +49,16 @@ def promote_version(*, version: ModelVersion, request_push: bool) -> ScoringRun 
     project = version.project
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
-        previous_id = locked.serving_id
+        previous_id = locked.serving_version_id
         if previous_id and previous_id != version.pk:
             ModelVersion.objects.filter(pk=previous_id).update(status=ModelVersion.Status.RETIRED)
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.SERVING)
-        locked.serving = version
-        locked.save(update_fields=["serving", "updated_at"])
+        locked.serving_version = version
+        locked.save(update_fields=["serving_version", "updated_at"])
     version.status = ModelVersion.Status.SERVING
     if version.mlflow_model_name:
-        mlflow_registry.set_serving_alias(name=version.mlflow_model_name, version=version.mlflow_model_version)
-    registry.forget(project.ls_project_id)
+        mlflow_store.set_serving_alias(name=version.mlflow_model_name, version=version.mlflow_model_version)
+    model_cache.forget(project.ls_project_id)
     if not request_push:
         return None
     try:

@@ -20,7 +20,7 @@ class Command(BaseCommand):
                             help="Hand the run to a Celery worker instead of running it here.")
 
     def handle(self, *args, project: int, incremental: bool, queue: bool, **options):
-        row = Project.objects.select_related("serving").filter(ls_project_id=project).first()
+        row = Project.objects.select_related("serving_version").filter(ls_project_id=project).first()
         if row is None:
             raise CommandError(f"project {project} is unknown: connect it in Label Studio first (it calls /setup)")
         if not label_studio.is_configured():

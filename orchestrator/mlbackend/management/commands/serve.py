@@ -4,7 +4,6 @@ Production runs them as separate services (docker-compose.yml); this is `make ru
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,8 @@ class Command(BaseCommand):
     help = "Serve the ML backend (gunicorn) with a Celery worker and beat on the configured broker."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "9090")))
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--host", default=settings.HOST)
         parser.add_argument("--no-worker", action="store_true", help="Web server only.")
 
     def handle(self, *args, port: int, host: str, no_worker: bool, **options):
@@ -31,7 +30,7 @@ class Command(BaseCommand):
         ]
         if not no_worker:
             commands.append([python, "-m", "celery", "-A", "orchestrator", "worker", "--loglevel",
-                             settings.LOG_LEVEL.lower(), "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"),
+                             settings.LOG_LEVEL.lower(), "--concurrency", str(settings.WORKER_CONCURRENCY),
                              "--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")])
         children = [subprocess.Popen(cmd) for cmd in commands]
         self.stdout.write(f"serving the ML backend at http://{host}:{port} (data: {settings.DATA_DIR})")

@@ -1,7 +1,7 @@
-"""What each project serves right now, held in this process: backend, version and model.
+"""This process's cache of models and of each project's predictor (backend, version, model, strategy).
 
-Per project, never process-global; refreshed from the database every few seconds, so a
-newly promoted version serves without a restart; models are cached per version.
+Per project, never process-global; a predictor is refreshed from the database every few
+seconds, so a newly promoted version serves without a restart; models are cached per version.
 
 Loading a model (MLflow import, registry lookup, unpickling) takes seconds on a cold
 process. Only /predict waits for it (Label Studio gives /predict 100 s); /setup and
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from backends import TextClassificationBackend, TextClassifier, backend_for
-from orchestrator.gateways import mlflow_registry
+from orchestrator.gateways import mlflow_store
 from orchestrator.learning.models import COLD_START_VERSION, Project
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ LOAD_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
-class Serving:
-    """A consistent snapshot: answers built from it never mix versions."""
+class Predictor:
+    """What a project answers with right now: a consistent snapshot, so answers never mix versions."""
 
     project_pk: int
     ls_project_id: int
@@ -42,9 +42,11 @@ class Serving:
     fetched_at: float
 
 
-class _Registry:
+class ModelCache:
+    """Loaded models by URI (the newest MODEL_CACHE_SIZE) and each project's current Predictor."""
+
     def __init__(self) -> None:
-        self._states: dict[int, Serving] = {}
+        self._predictors: dict[int, Predictor] = {}
         self._backends: dict[tuple[int, str], TextClassificationBackend] = {}
         self._models: OrderedDict[str, TextClassifier] = OrderedDict()
         self._lock = threading.Lock()
@@ -54,28 +56,28 @@ class _Registry:
 
     def clear(self) -> None:
         with self._lock:
-            self._states.clear()
+            self._predictors.clear()
             self._backends.clear()
             self._models.clear()
             self._failed.clear()
 
     def forget(self, ls_project_id: int) -> None:
         with self._lock:
-            self._states.pop(ls_project_id, None)
+            self._predictors.pop(ls_project_id, None)
 
-    def get(self, ls_project_id: int) -> Serving | None:
-        """The project's serving snapshot, or None if the project is unknown."""
-        state = self._states.get(ls_project_id)
+    def predictor(self, ls_project_id: int) -> Predictor | None:
+        """The project's predictor, or None if the project is unknown."""
+        state = self._predictors.get(ls_project_id)
         if state is not None and time.monotonic() - state.fetched_at < settings.ALO_SERVING_REFRESH_SECONDS:
             return state
-        project = Project.objects.select_related("serving").filter(ls_project_id=ls_project_id).first()
+        project = Project.objects.select_related("serving_version").filter(ls_project_id=ls_project_id).first()
         if project is None:
             return None
         return self._refresh(project)
 
-    def for_project(self, project: Project) -> Serving:
-        """The snapshot for a project row just read or written (skips the database read)."""
-        state = self._states.get(project.ls_project_id)
+    def predictor_for(self, project: Project) -> Predictor:
+        """The predictor for a project row just read or written (skips the database read)."""
+        state = self._predictors.get(project.ls_project_id)
         if state is not None and time.monotonic() - state.fetched_at < settings.ALO_SERVING_REFRESH_SECONDS and state.project_pk == project.pk:
             if state.backend.config.digest == project.label_config_digest and state.strategy == project.strategy:
                 return state
@@ -87,23 +89,23 @@ class _Registry:
         If this process has not loaded the serving model yet, the load starts in the
         background so the /predict that usually follows finds it ready.
         """
-        serving = project.serving
-        if serving is None or serving.label_config_digest != project.label_config_digest or not serving.model_uri:
+        version = project.usable_serving_version()
+        if version is None:
             return COLD_START_VERSION
-        uri = serving.model_uri
+        uri = version.model_uri
         if uri in self._models:
-            return serving.version
+            return version.version
         if self._recently_failed(uri):
             return COLD_START_VERSION
         self.warm(uri, self._backend(project))
-        return serving.version
+        return version.version
 
     def warm_all(self) -> None:
         """Start loading every project's serving model (a web worker calls this as it boots)."""
         from django.db import connection
 
         try:
-            for project in Project.objects.select_related("serving").exclude(serving=None):
+            for project in Project.objects.select_related("serving_version").exclude(serving_version=None):
                 self.announced_version(project)
         except Exception:  # a worker must boot even if the database is not migrated yet
             logger.warning("warm_all_skipped", exc_info=True)
@@ -130,16 +132,15 @@ class _Registry:
         failed_at = self._failed.get(uri)
         return failed_at is not None and time.monotonic() - failed_at < LOAD_RETRY_SECONDS
 
-    def _refresh(self, project: Project) -> Serving:
+    def _refresh(self, project: Project) -> Predictor:
         backend = self._backend(project)
         version, model = COLD_START_VERSION, None
-        serving = project.serving
-        # A model trained on another label config cannot answer this one: cold start until retrained.
-        if serving is not None and serving.label_config_digest == project.label_config_digest and serving.model_uri:
-            model = self._model(serving.model_uri, backend)
-            if model is not None:
-                version = serving.version
-        state = Serving(
+        usable = project.usable_serving_version()
+        if usable is not None:
+            model = self._model(usable.model_uri, backend)
+            if model is not None:  # a model that fails to load answers from cold start, for a while
+                version = usable.version
+        state = Predictor(
             project_pk=project.pk,
             ls_project_id=project.ls_project_id,
             version=version,
@@ -149,7 +150,7 @@ class _Registry:
             strategy_params=dict(project.strategy_params or {}),
             fetched_at=time.monotonic(),
         )
-        self._states[project.ls_project_id] = state
+        self._predictors[project.ls_project_id] = state
         return state
 
     def _backend(self, project: Project) -> TextClassificationBackend:
@@ -173,7 +174,7 @@ class _Registry:
             if model is not None:
                 return model
             try:
-                model = backend.wrap(mlflow_registry.load_pipeline(uri))
+                model = backend.wrap(mlflow_store.load_pipeline(uri))
             except Exception:
                 # Keep answering (cold start) rather than failing every request.
                 logger.exception("model_load_failed uri=%s", uri)
@@ -188,7 +189,7 @@ class _Registry:
         """The model at `uri`, from this process's cache or loaded now; raises if it cannot be loaded."""
         model = self._models.get(uri)
         if model is None:
-            model = backend.wrap(mlflow_registry.load_pipeline(uri))
+            model = backend.wrap(mlflow_store.load_pipeline(uri))
             self.put_model(uri, model)
         return model
 
@@ -201,4 +202,4 @@ class _Registry:
                 self._models.popitem(last=False)
 
 
-registry = _Registry()
+model_cache = ModelCache()

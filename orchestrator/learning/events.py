@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
-from orchestrator.learning.services.projects import parse_project_key
+from orchestrator.learning.projects import parse_project_key
 from orchestrator.sqlite_turns import write_turn
 
 # Events that change what a model should learn; the training loop acts on these.
@@ -50,7 +50,7 @@ def _ids(items: Any) -> list[int]:
     return out
 
 
-def _project_id(payload: Mapping[str, Any]) -> int | None:
+def _ls_project_id(payload: Mapping[str, Any]) -> int | None:
     project = payload.get("project")
     if isinstance(project, Mapping):
         project = project.get("id")
@@ -69,7 +69,7 @@ def record_event(payload: Any) -> Recorded:
     action = payload.get("action")
     if not isinstance(action, str) or not action:
         raise EventError('the webhook body has no "action" (e.g. "ANNOTATION_CREATED")')
-    ls_project_id = _project_id(payload)
+    ls_project_id = _ls_project_id(payload)
     annotation = payload.get("annotation")
     cancelled = bool(isinstance(annotation, Mapping) and annotation.get("was_cancelled"))
     annotation_ids = _ids(payload.get("annotation")) + _ids(payload.get("annotations"))

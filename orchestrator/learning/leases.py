@@ -39,38 +39,38 @@ def _seconds(seconds: float | None) -> float:
     return settings.ALO_TRAINING_LEASE_SECONDS if seconds is None else seconds
 
 
-def acquire(project_id: int, owner: str, *, kind: str, seconds: float | None = None) -> bool:
+def acquire(project_pk: int, owner: str, *, kind: str, seconds: float | None = None) -> bool:
     owner_field, until_field = _fields(kind)
     now = timezone.now()
     free = Q(**{f"{until_field}__isnull": True}) | Q(**{f"{until_field}__lt": now})
-    return bool(Project.objects.filter(pk=project_id).filter(free).update(
+    return bool(Project.objects.filter(pk=project_pk).filter(free).update(
         **{owner_field: owner, until_field: now + timedelta(seconds=_seconds(seconds))}))
 
 
-def renew(project_id: int, owner: str, *, kind: str, seconds: float | None = None) -> bool:
+def renew(project_pk: int, owner: str, *, kind: str, seconds: float | None = None) -> bool:
     owner_field, until_field = _fields(kind)
-    return bool(Project.objects.filter(pk=project_id, **{owner_field: owner}).update(
+    return bool(Project.objects.filter(pk=project_pk, **{owner_field: owner}).update(
         **{until_field: timezone.now() + timedelta(seconds=_seconds(seconds))}))
 
 
-def release(project_id: int, owner: str, *, kind: str) -> None:
+def release(project_pk: int, owner: str, *, kind: str) -> None:
     owner_field, until_field = _fields(kind)
-    Project.objects.filter(pk=project_id, **{owner_field: owner}).update(**{owner_field: "", until_field: None})
+    Project.objects.filter(pk=project_pk, **{owner_field: owner}).update(**{owner_field: "", until_field: None})
 
 
-def held_until(project_id: int, *, kind: str):
+def held_until(project_pk: int, *, kind: str):
     _, until_field = _fields(kind)
-    return Project.objects.filter(pk=project_id).values_list(until_field, flat=True).first()
+    return Project.objects.filter(pk=project_pk).values_list(until_field, flat=True).first()
 
 
 class Heartbeat:
     """Renews a lease every third of its length while a job runs (on its own DB connection)."""
 
-    def __init__(self, project_id: int, owner: str, *, kind: str):
+    def __init__(self, project_pk: int, owner: str, *, kind: str):
         _fields(kind)
-        self.project_id, self.owner, self.kind = project_id, owner, kind
+        self.project_pk, self.owner, self.kind = project_pk, owner, kind
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"{kind}-lease-{project_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{kind}-lease-{project_pk}", daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -85,10 +85,10 @@ class Heartbeat:
         try:
             while not self._stop.wait(interval):
                 try:
-                    if not renew(self.project_id, self.owner, kind=self.kind):
-                        logger.warning("lease_lost kind=%s project_pk=%s owner=%s", self.kind, self.project_id,
+                    if not renew(self.project_pk, self.owner, kind=self.kind):
+                        logger.warning("lease_lost kind=%s project_pk=%s owner=%s", self.kind, self.project_pk,
                                        self.owner)
                 except Exception:
-                    logger.exception("lease_renew_failed kind=%s project_pk=%s", self.kind, self.project_id)
+                    logger.exception("lease_renew_failed kind=%s project_pk=%s", self.kind, self.project_pk)
         finally:
             connection.close()

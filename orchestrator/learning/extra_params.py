@@ -1,0 +1,84 @@
+"""Label Studio's connection form, "Extra params": the project's strategy and its policies.
+
+`{"strategy": "margin", "training": {...}, "scoring": {...}}`, as an object or the form's
+text. Pure parsing: what is wrong is said here, naming the field and what it accepts.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import strategies
+
+
+class StrategyError(ValueError):
+    """Extra params name a query strategy that does not exist."""
+
+
+class PolicyError(ValueError):
+    """Extra params set a training policy field wrongly."""
+
+
+# Policy fields that Label Studio's "Extra params" may set: {"training": {...}, "scoring": {...}}.
+POLICY_FIELDS = {
+    "auto_train": bool, "min_annotations": int, "retrain_every": int, "quiet_seconds": float,
+    "promotion": str, "max_macro_f1_drop": float,
+}
+SCORING_FIELDS = {"auto_push": bool, "view_title": str, "uncertainty_sampling": bool, "chunk_size": int}
+CHOICES = {"promotion": {"always", "if_not_worse"}}
+EXAMPLES = {"training": '{"training": {"retrain_every": 50}}', "scoring": '{"scoring": {"chunk_size": 500}}'}
+
+
+def policy_from(extra: dict[str, Any] | None, section: str = "training",
+                known: dict[str, type] = POLICY_FIELDS) -> dict[str, Any] | None:
+    """The policy fields `extra` sets in `section` ("training" or "scoring"), checked; None if it sets none."""
+    if not extra or section not in extra:
+        return None
+    wanted = extra[section]
+    if not isinstance(wanted, dict):
+        raise PolicyError(f'extra params "{section}" must be an object, e.g. {EXAMPLES[section]}')
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise PolicyError(f"extra params \"{section}\" has unknown field(s) {unknown}; known: {sorted(known)}")
+    fields: dict[str, Any] = {}
+    for name, value in wanted.items():
+        kind = known[name]
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind is bool and not isinstance(value, bool) or kind in (int, float) and (not numeric or value < 0) \
+                or kind is int and numeric and value != int(value) or kind is str and not isinstance(value, str):
+            raise PolicyError(f"extra params {section}.{name} must be a {'non-negative ' if kind in (int, float) else ''}"
+                              f"{kind.__name__}, got {value!r}")
+        fields[name] = kind(value)
+        if name in CHOICES and fields[name] not in CHOICES[name]:
+            raise PolicyError(f"extra params {section}.{name} must be one of {sorted(CHOICES[name])}, "
+                              f"got {fields[name]!r}")
+    if section == "scoring" and not 1 <= fields.get("chunk_size", 1) <= 5000:
+        raise PolicyError(f"extra params scoring.chunk_size must be between 1 and 5000, got {fields['chunk_size']}")
+    return fields
+
+
+def parse_extra_params(value: Any) -> dict[str, Any] | None:
+    """Extra params arrive as an object (API) or as the UI textarea's text: accept both."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return {"text": value}
+        return parsed if isinstance(parsed, dict) else {"value": parsed}
+    return {"value": value}
+
+
+def strategy_from(extra: dict[str, Any] | None) -> str | None:
+    """The query strategy `extra` names, if any; StrategyError lists the known ones."""
+    if not extra or "strategy" not in extra:
+        return None
+    name = extra["strategy"]
+    if not isinstance(name, str) or name not in strategies.names():
+        raise StrategyError(
+            f"extra params ask for strategy {name!r}, which does not exist; known: {', '.join(strategies.names())}"
+        )
+    return name

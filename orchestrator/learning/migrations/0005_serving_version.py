@@ -1,0 +1,19 @@
+"""Project.serving is Project.serving_version: one name for the version a project serves."""
+import django.db.models.deletion
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('learning', '0004_scoring_pool'),
+    ]
+
+    operations = [
+        migrations.RenameField(model_name='project', old_name='serving', new_name='serving_version'),
+        migrations.AlterField(
+            model_name='project',
+            name='serving_version',
+            field=models.ForeignKey(blank=True, help_text='The version /setup and /predict answer with, and pushes score with; none means cold start.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='learning.modelversion'),
+        ),
+    ]

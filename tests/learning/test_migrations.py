@@ -1,0 +1,26 @@
+"""Upgrading keeps what a project serves: renames of the schema carry their data along."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_serving_version_survives_the_rename_of_its_column():
+    executor = MigrationExecutor(connection)
+    executor.migrate([("learning", "0004_scoring_pool")])
+    old = executor.loader.project_state([("learning", "0004_scoring_pool")]).apps
+    project = old.get_model("learning", "Project").objects.create(
+        ls_project_id=41, label_config="<View/>", label_config_digest="d")
+    version = old.get_model("learning", "ModelVersion").objects.create(
+        project=project, version="p41-v1", label_config_digest="d", status="serving")
+    project.serving = version
+    project.save()
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    from orchestrator.learning.models import Project
+
+    assert Project.objects.get(ls_project_id=41).serving_version.version == "p41-v1"
