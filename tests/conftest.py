@@ -125,10 +125,9 @@ def sms_project(db):
 @pytest.fixture
 def trained_sms_project(sms_project):
     """The SMS project with a model trained on 400 real texts, promoted to serving."""
-    from backends import Example
     from orchestrator.learning.training.fit import train_model_version
+    from tests.factories import examples
 
-    examples = [Example(text=text, labels=(label,)) for label, text in sms_rows(400)]
-    version = train_model_version(project=sms_project, examples=examples)
+    version = train_model_version(project=sms_project, examples=examples(sms_rows(400)))
     sms_project.refresh_from_db()
     return sms_project, version

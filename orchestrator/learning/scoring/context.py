@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.gateways import label_studio
+from orchestrator.learning.model_cache import Predictor
 from orchestrator.learning.models import Project, ScoringPolicy, ScoringRun
 from orchestrator.learning.scoring.chunks import ChunkSizer
-from orchestrator.learning.model_cache import Predictor
 from orchestrator.learning.timings import PhaseTimer
 
 T = TypeVar("T")

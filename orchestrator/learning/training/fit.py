@@ -17,8 +17,8 @@ from sklearn.model_selection import KFold, StratifiedKFold
 import strategies
 from backends import Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import mlflow_store
-from orchestrator.learning.models import ModelVersion, Project
 from orchestrator.learning.model_cache import model_cache
+from orchestrator.learning.models import ModelVersion, Project
 from orchestrator.learning.timings import PhaseTimer
 from orchestrator.learning.training import promotion
 

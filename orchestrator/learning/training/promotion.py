@@ -10,9 +10,9 @@ import logging
 from django.db import transaction
 
 from orchestrator.gateways import mlflow_store
+from orchestrator.learning.model_cache import model_cache
 from orchestrator.learning.models import ModelVersion, Project, ScoringRun, TrainingPolicy
 from orchestrator.learning.scoring import runs
-from orchestrator.learning.model_cache import model_cache
 
 logger = logging.getLogger(__name__)
 

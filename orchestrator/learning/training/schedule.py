@@ -18,8 +18,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestrator import jobs
-from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
 from orchestrator.learning.events import TRAINING_EVENTS, TrainingSchedule
+from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
 from orchestrator.sqlite_turns import write_turn
 
 FORCE_ACTIONS = frozenset({"START_TRAINING", "TRAIN"})

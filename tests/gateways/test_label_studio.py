@@ -1,0 +1,92 @@
+"""The Label Studio gateway: the one retry loop, and the Data Manager queue view it keeps."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.gateways import label_studio
+
+
+@pytest.fixture
+def views(monkeypatch):
+    """Label Studio's Data Manager tabs of one project, in memory."""
+    saved: list[dict] = []
+
+    def save_view(ls_project_id, data, view_id=None):
+        if view_id is None:
+            saved.append({"id": len(saved) + 1, "project": ls_project_id, "data": data})
+            return saved[-1]
+        view = next(v for v in saved if v["id"] == view_id)
+        view["data"] = data
+        return view
+
+    monkeypatch.setattr(label_studio, "list_views", lambda ls_project_id: [dict(v) for v in saved])
+    monkeypatch.setattr(label_studio, "save_view", save_view)
+    return saved
+
+
+def test_queue_view_is_created_once_and_repaired_when_edited(views):
+    first = label_studio.ensure_queue_view(7, "Active learning queue")
+    assert label_studio.ensure_queue_view(7, "Active learning queue") == first and len(views) == 1
+    views[0]["data"]["ordering"] = ["tasks:id"]
+    label_studio.ensure_queue_view(7, "Active learning queue")
+    assert views[0]["data"]["ordering"] == ["tasks:predictions_score"] and len(views) == 1
+    assert views[0]["data"] == label_studio.queue_view_data("Active learning queue")
+
+
+@pytest.fixture
+def no_wait(settings):
+    settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0
+    settings.LABEL_STUDIO_RETRIES = 4
+
+
+def failing(*errors):
+    """A call that raises these errors one after the other, then answers "ok"."""
+    calls = []
+
+    def call():
+        calls.append(len(calls))
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return "ok"
+
+    return call, calls
+
+
+def test_transport_errors_5xx_and_429_are_retried_until_an_answer(no_wait):
+    call, calls = failing(label_studio.LabelStudioError("GET x failed: timed out"),
+                          label_studio.LabelStudioError("GET x answered 503", status_code=503),
+                          label_studio.LabelStudioError("GET x answered 429", status_code=429))
+    assert label_studio.with_retries(call, what="reading x") == "ok" and len(calls) == 4
+
+
+def test_a_client_error_is_not_retried_and_the_error_says_what_failed(no_wait):
+    call, calls = failing(label_studio.LabelStudioError("GET x answered 403: no access", status_code=403))
+    with pytest.raises(label_studio.LabelStudioError, match=r"reading x failed after 1 attempt\(s\): .*403") as error:
+        label_studio.with_retries(call, what="reading x")
+    assert error.value.status_code == 403 and len(calls) == 1
+
+
+def test_the_last_attempt_gives_up_with_its_status(no_wait):
+    call, calls = failing(*[label_studio.LabelStudioError("answered 502", status_code=502)] * 4)
+    with pytest.raises(label_studio.LabelStudioError, match="after 4 attempt") as error:
+        label_studio.with_retries(call, what="reading x")
+    assert error.value.status_code == 502 and len(calls) == 4
+
+
+def test_retry_if_chooses_what_is_retried_and_before_retry_runs_between_attempts(no_wait):
+    seen = []
+    call, calls = failing(label_studio.LabelStudioError("answered 400: a task is gone", status_code=400))
+    answer = label_studio.with_retries(call, what="importing", retry_if=lambda e: e.status_code == 400,
+                                       before_retry=lambda e: seen.append((len(calls), e.status_code)))
+    assert answer == "ok" and seen == [(1, 400)]  # after the failed attempt, before the next one
+
+
+def test_what_before_retry_raises_ends_the_loop(no_wait):
+    call, calls = failing(label_studio.LabelStudioError("timed out"))
+
+    def gives_up(error):
+        raise label_studio.LabelStudioError("still applying the lost import")
+
+    with pytest.raises(label_studio.LabelStudioError, match="still applying"):
+        label_studio.with_retries(call, what="importing", before_retry=gives_up)
+    assert len(calls) == 1

@@ -1,0 +1,114 @@
+"""An in-memory Label Studio: the slice of its API the scoring job uses, with the same semantics.
+
+It can lose answers, refuse imports, apply an import after its timeout, and store an import
+batch by batch as Label Studio's memory-efficient import does. The `fake_ls` fixture
+(tests/learning/conftest.py) puts it in place of the gateway's functions.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from orchestrator.gateways import label_studio
+
+# The gateway functions this fake answers in place of Label Studio.
+FAKED = ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions", "delete_model_version",
+         "get_project", "update_project", "list_views", "save_view", "labeled_tasks")
+
+
+@dataclass
+class FakeLabelStudio:
+    """The slice of Label Studio's API the scoring job uses, with the same semantics."""
+
+    texts: dict[int, str]
+    labeled: set[int] = field(default_factory=set)
+    predictions: list[dict] = field(default_factory=list)
+    project: dict = field(default_factory=lambda: {"model_version": "AL orchestrator", "sampling": "Sequential sampling"})
+    views: list[dict] = field(default_factory=list)
+    import_faults: list[str] = field(default_factory=list)  # per import call: pass | lost | fail
+    imports: int = 0
+    late: list = field(default_factory=list)
+    counted: int = 0  # model_versions calls
+    reads: int = 0
+    verified: int = 0
+    on_import: object = None
+    project_at_import: list = field(default_factory=list)  # the project's model_version as each import began
+    # Label Studio's memory-efficient import (a feature flag) stores batches of 500 one after
+    # the other and fails at the first batch naming a task gone from the project, keeping the
+    # batches before it; the default import checks every task first and stores nothing.
+    batch_by_batch: bool = False
+
+    def unlabeled_tasks(self, ls_project_id, *, after_id, limit=1000, include="id,data"):
+        ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id)
+        self.reads += 1
+        return [{"id": i, "data": {"text": self.texts[i]}} for i in ids[:limit]], len(ids)
+
+    def prediction_versions(self, ls_project_id, task_ids, batch=500):
+        self.verified += len(task_ids)
+        wanted = {i for i in task_ids if i in self.texts and i not in self.labeled}
+        return {i: [p["model_version"] for p in self.predictions if p["task"] == i] for i in sorted(wanted)}
+
+    def import_predictions(self, ls_project_id, predictions):
+        self.imports += 1
+        self.project_at_import.append(self.project["model_version"])
+        fault = self.import_faults.pop(0) if self.import_faults else "pass"
+        if fault == "fail":
+            raise label_studio.LabelStudioError("POST import/predictions answered 503", status_code=503)
+        if fault == "late":  # the client gave up; Label Studio applies the import a moment later
+            self.late = [dict(p) for p in predictions]
+            raise label_studio.LabelStudioError("POST import/predictions failed: timed out")
+        batch = 500 if self.batch_by_batch else max(1, len(predictions))
+        for start in range(0, len(predictions), batch):
+            part = predictions[start:start + batch]
+            unknown = [p["task"] for p in part if p["task"] not in self.texts]
+            if unknown:
+                raise label_studio.LabelStudioError(f"tasks {unknown} are not in the project", status_code=400)
+            self.predictions += [dict(p) for p in part]
+        if self.on_import:
+            self.on_import()
+        if fault == "lost":
+            raise label_studio.LabelStudioError("POST import/predictions failed: timed out")
+        return len(predictions)
+
+    def model_versions(self, ls_project_id):
+        self.counted += 1
+        counts = dict(collections.Counter(p["model_version"] for p in self.predictions))
+        if self.late:  # seen once without the late import, then it lands
+            self.predictions += self.late
+            self.late = []
+        return counts
+
+    def delete_model_version(self, ls_project_id, version, timeout=None):
+        before = len(self.predictions)
+        self.predictions = [p for p in self.predictions if p["model_version"] != version]
+        return before - len(self.predictions)
+
+    def get_project(self, ls_project_id):
+        return dict(self.project)
+
+    def update_project(self, ls_project_id, **fields):
+        if "model_version" in fields and not any(p["model_version"] == fields["model_version"]
+                                                 for p in self.predictions):
+            raise label_studio.LabelStudioError("model_version: no predictions of it", status_code=400)
+        self.project.update(fields)
+        return dict(self.project)
+
+    def list_views(self, ls_project_id):
+        return [dict(v) for v in self.views]
+
+    def save_view(self, ls_project_id, data, view_id=None):
+        if view_id is None:
+            self.views.append({"id": len(self.views) + 1, "project": ls_project_id, "data": data})
+            return self.views[-1]
+        view = next(v for v in self.views if v["id"] == view_id)
+        view["data"] = data
+        return view
+
+    def labeled_tasks(self, ls_project_id, *, limit, include="id,data"):
+        ids = sorted(self.labeled, reverse=True)[:limit]
+        return [{"id": i, "data": {"text": self.texts[i]}} for i in ids]
+
+    # --- what the tests check
+    def tags_per_unlabeled_task(self, tag: str) -> collections.Counter:
+        counts = collections.Counter(p["task"] for p in self.predictions if p["model_version"] == tag)
+        return collections.Counter(counts[i] for i in self.texts if i not in self.labeled)
