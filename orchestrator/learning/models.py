@@ -234,7 +234,8 @@ class ScoringRun(models.Model):
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_runs")
     model_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="scoring_runs")
-    tag = models.CharField(max_length=120, help_text="The model_version of the pushed predictions.")
+    tag = models.CharField(max_length=120, verbose_name="push tag",
+                           help_text="The model_version the pushed predictions carry in Label Studio.")
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.FULL)
     strategy = models.CharField(max_length=64)
     trigger = models.CharField(max_length=32, help_text="promotion, manual, schedule, tasks_created or resume.")

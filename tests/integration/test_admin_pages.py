@@ -1,0 +1,71 @@
+"""The admin as a person sees it, in headless Chromium: the pages of projects, versions and runs.
+
+Screenshots go to ALO_TEST_SCREENSHOTS when set (to look at them), else to the test's tmp folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from orchestrator.learning.models import ScoringRun
+from tests.factories import scoring_run
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags, Chromium's own connections are refused by the
+# machine's closed network, many at a time.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_page(live_server, admin_user, tmp_path, monkeypatch):
+    """A logged-in admin's page in Chromium, and where its screenshots go."""
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM in this thread while Playwright's loop runs
+    shots = Path(os.environ.get("ALO_TEST_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{live_server.url}/admin/login/")
+            page.fill("#id_username", admin_user.username)
+            page.fill("#id_password", "password")
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{live_server.url}/admin/")
+            yield page, live_server.url, shots
+        finally:
+            browser.close()
+
+
+def test_the_admin_names_the_serving_version_and_each_runs_push_tag(trained_sms_project, browser_page):
+    page, url, shots = browser_page
+    project, version = trained_sms_project
+    run = scoring_run(project, version, tag=version.version, status=ScoringRun.Status.SUCCEEDED, total=2500,
+                      done=2500)
+
+    page.goto(f"{url}/admin/learning/project/")
+    headers = page.locator("#result_list thead th").all_inner_texts()
+    assert "SERVING VERSION" in [h.strip().upper() for h in headers]
+    assert page.locator("#result_list tbody tr").first.inner_text().count(version.version) == 1
+    page.screenshot(path=str(shots / "admin-projects.png"), full_page=True)
+
+    page.goto(f"{url}/admin/learning/project/{project.pk}/change/")
+    assert page.locator(".field-serving_version").inner_text().split("\n")[0].strip().lower() == "serving version:"
+    assert f"{version.version} (serving)" in page.locator(".field-serving_version").inner_text()
+    page.screenshot(path=str(shots / "admin-project.png"), full_page=True)
+
+    page.goto(f"{url}/admin/learning/scoringrun/")
+    headers = [h.strip().upper() for h in page.locator("#result_list thead th").all_inner_texts()]
+    assert "PUSH TAG" in headers
+    assert page.locator(f"#result_list tbody tr:has-text('{run.tag}')").count() == 1
+    page.screenshot(path=str(shots / "admin-scoring-runs.png"), full_page=True)
+
+    page.goto(f"{url}/admin/learning/modelversion/")
+    assert page.locator("#result_list tbody tr").count() == 1
+    page.screenshot(path=str(shots / "admin-versions.png"), full_page=True)
