@@ -25,7 +25,7 @@ run: migrate
 # The whole suite on SQLite, then the database-backed tests again on a real PostgreSQL.
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
-	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/learning tests/test_jobs.py tests/integration $(PYTEST_ARGS)
+	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/learning tests/test_jobs.py tests/test_web_boot.py tests/integration $(PYTEST_ARGS)
 
 # Unit and contract tests only (no servers started).
 test-fast: install

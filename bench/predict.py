@@ -94,10 +94,10 @@ def in_process_rate(env: dict, texts: list[str], batch: int, repeat: int) -> flo
     code = f"""
 import json, sys, time, django
 django.setup()
-from orchestrator.learning.predictions import predict, predictor_for
+from orchestrator.learning.predictions import predict, predictor_for_request
 texts = json.loads(sys.stdin.read())
 tasks = [{{"id": i, "data": {{"text": t}}}} for i, t in enumerate(texts[:{batch}])]
-predictor = predictor_for(project_key="{PROJECT_KEY}", label_config=None)
+predictor = predictor_for_request(project_key="{PROJECT_KEY}", label_config=None)
 predict(predictor=predictor, tasks=tasks)
 start = time.perf_counter()
 for _ in range({repeat}):

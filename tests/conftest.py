@@ -106,7 +106,7 @@ def jobs_sent(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_serving_cache():
+def _fresh_model_cache():
     from orchestrator.learning.model_cache import model_cache
 
     model_cache.clear()

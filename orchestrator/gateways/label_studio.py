@@ -162,15 +162,21 @@ def annotation_count(ls_project_id: int) -> int:
     return int(body.get("total_annotations_number") or 0) + int(body.get("skipped_annotations_number") or 0)
 
 
-def with_retries(call: Callable[[], Any], *, what: str, attempts: int | None = None, backoff: float | None = None,
+def with_retries(call: Callable[[], Any], *, what: str | Callable[[], str], attempts: int | None = None,
+                 backoff: float | None = None,
                  retry_if: Callable[[BaseException], bool] | None = None,
                  before_retry: Callable[[BaseException], None] | None = None) -> Any:
     """Run `call()` again after transport errors and 5xx/429 answers, waiting 1x, 2x, 4x... `backoff`.
 
-    The one retry loop for Label Studio. `retry_if` replaces which errors are worth another
-    attempt; `before_retry(error)` runs after the wait, before the next attempt (a push asks
-    there what its lost import stored, and sends only the rest). What it raises ends the loop.
-    For whole reads (a paginated dataset), which restart from the first page.
+    The one retry loop for Label Studio; the final error is a LabelStudioError that says
+    `what` failed (a callable `what` is asked then, e.g. for what is still to send).
+
+    For whole reads (a paginated dataset, restarted from the first page), every error of the
+    read ends as such an error. With `retry_if` (which errors are worth another attempt), an
+    error that is not Label Studio's goes up as it is: the caller's own bug is not reported
+    as Label Studio's failure. `before_retry(error)` runs after the wait, before the next
+    attempt (a push asks there what its lost import stored, and sends only the rest); what
+    it raises ends the loop.
     """
     attempts = attempts or settings.LABEL_STUDIO_RETRIES
     backoff = settings.LABEL_STUDIO_RETRY_BACKOFF if backoff is None else backoff
@@ -180,10 +186,14 @@ def with_retries(call: Callable[[], Any], *, what: str, attempts: int | None = N
             return call()
         except Exception as exc:
             if not retryable(exc) or attempt == attempts:
-                raise LabelStudioError(f"{what} failed after {attempt} attempt(s): {exc}",
+                if retry_if is not None and not isinstance(exc, LabelStudioError):
+                    raise
+                label = what() if callable(what) else what
+                raise LabelStudioError(f"{label} failed after {attempt} attempt(s): {exc}",
                                        status_code=getattr(exc, "status_code", None)) from exc
             delay = backoff * 2 ** (attempt - 1)
-            logger.warning("label_studio_retry what=%s attempt=%s delay=%.1fs error=%s", what, attempt, delay, exc)
+            logger.warning("label_studio_retry what=%s attempt=%s delay=%.1fs error=%s",
+                           what() if callable(what) else what, attempt, delay, exc)
             time.sleep(delay)
             error = exc
         if before_retry is not None:

@@ -88,7 +88,7 @@ class ModelVersion(models.Model):
     mlflow_run_id = models.CharField(max_length=64, blank=True)
     mlflow_model_name = models.CharField(max_length=255, blank=True)
     mlflow_model_version = models.CharField(max_length=32, blank=True)
-    model_uri = models.CharField(max_length=500, blank=True, help_text="Where the serving layer loads it from.")
+    model_uri = models.CharField(max_length=500, blank=True, help_text="Where the model cache loads it from (MLflow).")
     metrics = models.JSONField(default=dict, blank=True)
     num_annotations = models.PositiveIntegerField(default=0)
     data_digest = models.CharField(

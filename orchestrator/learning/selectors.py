@@ -19,12 +19,12 @@ def scoring_policy(project: Project) -> ScoringPolicy:
     return ScoringPolicy.objects.filter(project=project).first() or ScoringPolicy(project=project)
 
 
-def predictor(*, project_key: Any, label_config: str | None) -> Predictor | None:
+def cached_predictor(*, project_key: Any, label_config: str | None) -> Predictor | None:
     """The predictor a /predict call gets, from this process's cache when fresh.
 
     None when the project is unknown here or the call carries another label config than the
     one the predictor answers: the call registers or updates the project first
-    (`predictions.predictor_for`).
+    (`predictions.predictor_for_request`).
     """
     found = model_cache.predictor(parse_project_key(project_key))
     if found is not None and (not label_config or _same_config(found, label_config)):

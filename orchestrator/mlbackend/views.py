@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +17,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from backends import LabelConfigError, TaskDataError
 from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
-from orchestrator.learning import events, extra_params, predictions, projects, selectors
+from orchestrator.learning import events, extra_params, predictions, projects, selectors, webhooks
 from orchestrator.learning.model_cache import model_cache
-from orchestrator.learning.scoring import runs as scoring_runs
-from orchestrator.learning.training import schedule
 from orchestrator.mlbackend.auth import check_basic_auth
 
 logger = logging.getLogger(__name__)
@@ -126,7 +123,7 @@ def predict(request: HttpRequest) -> HttpResponse:
         project_key = tasks[0].get("project")
     if project_key is None:
         raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
-    predictor = predictions.predictor_for(project_key=project_key, label_config=body.get("label_config"))
+    predictor = predictions.predictor_for_request(project_key=project_key, label_config=body.get("label_config"))
     results = predictions.predict(predictor=predictor, tasks=tasks)
     return json_response({"results": results})
 
@@ -135,23 +132,13 @@ def predict(request: HttpRequest) -> HttpResponse:
 def webhook(request: HttpRequest) -> HttpResponse:
     # Label Studio sends webhooks without the basic-auth header (see README), so /webhook
     # only records ids; training reads the annotations back from Label Studio itself.
-    started = time.perf_counter()
-    event, known = events.record_event(json_body(request))
-    recorded = time.perf_counter()
-    schedule.on_event(event, known)
-    if event.action == "TASKS_CREATED":  # new tasks get scored by the serving version
-        scoring_runs.on_tasks_created(event.project_id)
-    done = time.perf_counter()
-    if (done - started) * 1000 > settings.ALO_SLOW_ACK_MS:  # Label Studio waits on this: say where the time went
-        logger.warning("webhook_slow event=%s action=%s total_ms=%.0f record_ms=%.0f schedule_ms=%.0f", event.pk,
-                       event.action, (done - started) * 1000, (recorded - started) * 1000, (done - recorded) * 1000)
+    event = webhooks.receive_webhook(json_body(request))
     return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)
 
 
 @protocol_view(("POST",))
 def train(request: HttpRequest) -> HttpResponse:
-    event, known = events.record_legacy_train(json_body(request))
-    schedule.on_event(event, known)
+    event = webhooks.receive_legacy_train(json_body(request))
     return json_response({"status": "ok", "event": event.pk}, status=201)
 
 

@@ -90,3 +90,24 @@ def test_what_before_retry_raises_ends_the_loop(no_wait):
     with pytest.raises(label_studio.LabelStudioError, match="still applying"):
         label_studio.with_retries(call, what="importing", before_retry=gives_up)
     assert len(calls) == 1
+
+
+def test_with_retry_if_an_error_that_is_not_label_studios_goes_up_as_it_is(no_wait):
+    call, calls = failing(ValueError("a bug of the caller's"))
+    with pytest.raises(ValueError, match="bug"):
+        label_studio.with_retries(call, what="importing",
+                                  retry_if=lambda e: isinstance(e, label_studio.LabelStudioError))
+    assert len(calls) == 1
+    # A whole read (no retry_if) reports everything as a failure of what it was doing.
+    call, calls = failing(ValueError("a task without its data"))
+    with pytest.raises(label_studio.LabelStudioError, match="reading x failed after 1 attempt.*without its data"):
+        label_studio.with_retries(call, what="reading x", retry_if=None)
+    assert len(calls) == 1
+
+
+def test_a_callable_what_names_the_state_when_the_loop_gives_up(no_wait):
+    pending = [1, 2, 3, 4]
+    call, calls = failing(*[label_studio.LabelStudioError("answered 503", status_code=503)] * 4)
+    with pytest.raises(label_studio.LabelStudioError, match=r"sending 1 task\(s\) failed after 4"):
+        label_studio.with_retries(call, what=lambda: f"sending {len(pending)} task(s)",
+                                  before_retry=lambda e: pending.pop())

@@ -17,6 +17,11 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(blank=True, help_text='The version /setup and /predict answer with, and pushes score with; none means cold start.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='learning.modelversion'),
         ),
         migrations.AlterField(
+            model_name='modelversion',
+            name='model_uri',
+            field=models.CharField(blank=True, help_text='Where the model cache loads it from (MLflow).', max_length=500),
+        ),
+        migrations.AlterField(
             model_name='scoringrun',
             name='tag',
             field=models.CharField(help_text='The model_version the pushed predictions carry in Label Studio.', max_length=120, verbose_name='push tag'),

@@ -6,7 +6,8 @@ pushes the scores itself, one module per step of a run:
 
 - `runs`: which run answers a request (start, resume, or the one already covering it), the
   triggers (a promotion, TASKS_CREATED, a schedule) and beat's reconciliation;
-- `job`: a run executed under the project's scoring lease, step after step;
+- `job`: a run executed under the project's scoring lease, step after step (`context`:
+  what the steps share);
 - `pool`: the unlabeled tasks read page by page, scored, stored most informative first;
 - `push`: the stored pool imported chunk by chunk under the run's tag, exactly once per
   task through lost answers and outages, and Label Studio switched to the tag;

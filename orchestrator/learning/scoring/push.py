@@ -97,8 +97,8 @@ def import_chunk(ctx: RunContext, predictions: list[dict[str, Any]], through: in
             ctx.tag_count = before = _tag_count(ctx)
 
     label_studio.with_retries(
-        send, what=f"pushing predictions for {len(pending)} task(s)", retry_if=_worth_another_import,
-        before_retry=keep_only_what_is_missing)
+        send, what=lambda: f"pushing predictions for {len(pending)} task(s) (run {run.pk})",
+        retry_if=_worth_another_import, before_retry=keep_only_what_is_missing)
 
 
 def _worth_another_import(error: BaseException) -> bool:

@@ -88,8 +88,9 @@ def request_check(project_pk: int, *, delay: float = 0.0, scheduled: datetime | 
     """Ask for a training check of a project in `delay` seconds, unless one comes sooner.
 
     `scheduled`: the project's `training_check_at` if the caller just read it.
-    Returns whether a Celery message was sent. A failure to reach the broker is logged,
-    not raised: the events stay pending and beat's reconciliation picks them up.
+    Returns whether a check was asked for (False: one comes sooner, or the broker refused
+    it). A broker failure is logged, not raised: the events stay pending and the next event
+    or beat's reconciliation asks again.
     """
     at = timezone.now() + timedelta(seconds=max(0.0, delay))
     # Most events of a burst find a check already scheduled: a read settles it without a write.

@@ -38,3 +38,25 @@ def test_if_not_worse_keeps_the_better_version_serving(trained_sms_project, queu
     assert run.model_version.status == ModelVersion.Status.READY
     project.refresh_from_db()
     assert project.serving_version == serving
+
+
+def test_promotion_serves_the_version_and_says_whether_it_asked_for_a_push(trained_sms_project, jobs_sent,
+                                                                           monkeypatch):
+    from orchestrator import jobs
+    from orchestrator.gateways import label_studio
+    from orchestrator.jobs import Job
+    from orchestrator.learning.training.fit import train_model_version
+    from orchestrator.learning.training.promotion import promote_version
+    from tests.factories import examples
+
+    project, first = trained_sms_project
+    monkeypatch.setattr(label_studio, "is_configured", lambda: True)
+    second = train_model_version(project=project, examples=examples(sms_rows(300)), promote=False)
+    assert promote_version(version=second, request_push=False) is None
+    project.refresh_from_db()
+    first.refresh_from_db()
+    assert project.serving_version == second and first.status == ModelVersion.Status.RETIRED
+    assert jobs_sent == []
+    third = train_model_version(project=project, examples=examples(sms_rows(350)), promote=False)
+    run = promote_version(version=third, request_push=True)
+    assert run.model_version == third and jobs_sent == [Job(jobs.RUN_SCORING, (run.pk,), 0.0)]
