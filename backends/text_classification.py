@@ -211,6 +211,7 @@ class TextClassifier:
         # the config's full label list once, so unseen labels get probability 0.
         self._columns: np.ndarray | None = None
         self._projection = None  # fitted by `embed` on first use
+        self._members: tuple[TextClassifier, ...] | None = None  # built by `committee` on first use
         self._compiled: CompiledPipeline | None = compile_pipeline(self.pipeline)
         if not self.multiple:
             position = {label: i for i, label in enumerate(self.labels)}
@@ -237,7 +238,7 @@ class TextClassifier:
         Training keeps them when the project's strategy is a committee strategy; they travel
         inside the logged pipeline (attribute COMMITTEE_ATTRIBUTE), so one load brings all.
         """
-        members = getattr(self, "_members", None)
+        members = self._members
         if members is None:
             members = tuple(TextClassifier(pipeline=p, labels=self.labels, multiple=self.multiple)
                             for p in getattr(self.pipeline, COMMITTEE_ATTRIBUTE, ()) or ())
