@@ -22,11 +22,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture
-def browser_page(live_server, admin_user, tmp_path, monkeypatch):
-    """A logged-in admin's page in Chromium, and where its screenshots go."""
+def browser_page(live_server, admin_user, tmp_path):
+    """A logged-in admin's page in Chromium, and where its screenshots go.
+
+    Request it after the fixtures that write the test's rows: code run while Playwright's
+    loop is active gets a database connection of its own, which nothing would close.
+    """
     from playwright.sync_api import sync_playwright
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM in this thread while Playwright's loop runs
     shots = Path(os.environ.get("ALO_TEST_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -43,11 +46,18 @@ def browser_page(live_server, admin_user, tmp_path, monkeypatch):
             browser.close()
 
 
-def test_the_admin_names_the_serving_version_and_each_runs_push_tag(trained_sms_project, browser_page):
-    page, url, shots = browser_page
+@pytest.fixture
+def pushed_project(trained_sms_project):
+    """The trained SMS project with one completed push of its version."""
     project, version = trained_sms_project
     run = scoring_run(project, version, tag=version.version, status=ScoringRun.Status.SUCCEEDED, total=2500,
                       done=2500)
+    return project, version, run
+
+
+def test_the_admin_names_the_serving_version_and_each_runs_push_tag(pushed_project, browser_page):
+    page, url, shots = browser_page
+    project, version, run = pushed_project
 
     page.goto(f"{url}/admin/learning/project/")
     headers = page.locator("#result_list thead th").all_inner_texts()
