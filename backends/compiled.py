@@ -1,4 +1,4 @@
-"""Fast inference for a fitted TF-IDF + linear pipeline, with the same numbers as scikit-learn.
+"""Fast inference for a fitted TF-IDF (and word vectors) + linear pipeline, with the same numbers as scikit-learn.
 
 scikit-learn's TfidfVectorizer.transform spends most of /predict in per-token Python
 and its estimators validate inputs on every call; for serving, the fitted state (vocabulary,
@@ -8,9 +8,9 @@ back to the pipeline itself (`compile_pipeline` returns None).
 from __future__ import annotations
 
 import re
-from itertools import repeat
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,9 @@ from scipy.special import expit, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
+
+from backends.features import MeanWordVectors
 
 
 @dataclass
@@ -81,7 +83,9 @@ class CompiledTfidf:
             data += 1.0
         data *= self.idf[terms]
         if self.norm is not None:
-            norms = np.bincount(rows, weights=data * data if self.norm == "l2" else np.abs(data), minlength=len(texts))
+            # astype: without a known word, bincount of nothing is an integer array.
+            norms = np.bincount(rows, weights=data * data if self.norm == "l2" else np.abs(data),
+                                minlength=len(texts)).astype(np.float64, copy=False)
             if self.norm == "l2":
                 np.sqrt(norms, out=norms)
             norms[norms == 0] = 1.0
@@ -124,13 +128,17 @@ class CompiledLinear:
     def predict_proba(self, features: sp.csr_matrix) -> np.ndarray:
         return self._link(np.asarray(features @ self.coef) + self.intercept)
 
-    def predict_proba_from_weights(self, n: int, rows: np.ndarray, terms: np.ndarray, data: np.ndarray) -> np.ndarray:
-        """The same as predict_proba on the CSR matrix these entries make, without building it."""
+    def scores_from_weights(self, n: int, rows: np.ndarray, terms: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """The linear scores (without intercept) of the CSR matrix these entries make, without building it."""
         contributions = self.coef[terms] * data[:, None]
         scores = np.empty((n, self.coef.shape[1]), dtype=np.float64)
         for j in range(self.coef.shape[1]):
             scores[:, j] = np.bincount(rows, weights=contributions[:, j], minlength=n)
-        return self._link(scores + self.intercept)
+        return scores
+
+    def predict_proba_from_weights(self, n: int, rows: np.ndarray, terms: np.ndarray, data: np.ndarray) -> np.ndarray:
+        """The same as predict_proba on the CSR matrix these entries make, without building it."""
+        return self._link(self.scores_from_weights(n, rows, terms, data) + self.intercept)
 
     def _link(self, scores: np.ndarray) -> np.ndarray:
         if self.kind == "binary":
@@ -143,23 +151,50 @@ class CompiledLinear:
 
 @dataclass
 class CompiledPipeline:
-    tfidf: CompiledTfidf
+    """TF-IDF columns first (if any), then a block of mean word vectors (if any), then the linear head."""
+
+    tfidf: CompiledTfidf | None
     head: CompiledLinear
+    vectors: MeanWordVectors | None = None
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        return self.tfidf.transform(texts)
+        if self.vectors is None:
+            return self.tfidf.transform(texts)
+        dense = sp.csr_matrix(self.vectors.transform(texts))
+        return dense if self.tfidf is None else sp.hstack([self.tfidf.transform(texts), dense], format="csr")
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.head.predict_proba_from_weights(len(texts), *self.tfidf.weights(texts))
+        if self.vectors is None:
+            return self.head.predict_proba_from_weights(len(texts), *self.tfidf.weights(texts))
+        scores = np.zeros((len(texts), self.head.coef.shape[1]), dtype=np.float64)
+        offset = 0
+        if self.tfidf is not None:
+            scores += self.head.scores_from_weights(len(texts), *self.tfidf.weights(texts))
+            offset = len(self.tfidf.idf)
+        scores += self.vectors.transform(texts) @ self.head.coef[offset:]
+        return self.head._link(scores + self.head.intercept)
 
 
 def compile_pipeline(pipeline: Pipeline) -> CompiledPipeline | None:
-    """A fast equivalent of `pipeline.predict_proba`, or None if the pipeline is not TF-IDF + linear."""
+    """A fast equivalent of `pipeline.predict_proba`, or None if the pipeline is not one this reproduces.
+
+    Reproduced: TF-IDF + linear, and a FeatureUnion of TF-IDF and/or mean word vectors + linear.
+    """
     steps = getattr(pipeline, "named_steps", {})
-    if set(steps) != {"tfidf", "clf"}:
+    head = CompiledLinear.from_fitted(steps.get("clf"))
+    if head is None:
         return None
-    tfidf = CompiledTfidf.from_fitted(steps["tfidf"])
-    head = CompiledLinear.from_fitted(steps["clf"])
-    if tfidf is None or head is None:
+    if set(steps) == {"tfidf", "clf"}:
+        tfidf = CompiledTfidf.from_fitted(steps["tfidf"])
+        return None if tfidf is None else CompiledPipeline(tfidf=tfidf, head=head)
+    union = steps.get("features")
+    if set(steps) != {"features", "clf"} or not isinstance(union, FeatureUnion) or union.transformer_weights:
         return None
-    return CompiledPipeline(tfidf=tfidf, head=head)
+    names = [name for name, _ in union.transformer_list]
+    parts = dict(union.transformer_list)
+    if names not in (["tfidf", "vectors"], ["vectors"]) or not isinstance(parts["vectors"], MeanWordVectors):
+        return None
+    tfidf = CompiledTfidf.from_fitted(parts["tfidf"]) if "tfidf" in parts else None
+    if "tfidf" in parts and tfidf is None:
+        return None
+    return CompiledPipeline(tfidf=tfidf, head=head, vectors=parts["vectors"])

@@ -13,9 +13,10 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
 
 from backends.compiled import CompiledPipeline, compile_pipeline
+from backends.features import FEATURE_SETS, MeanWordVectors
 from backends.label_config import LabelConfig, LabelConfigError, OutputTag
 
 # Object tags whose content is text a TF-IDF model can read.
@@ -26,6 +27,8 @@ MULTILABEL_THRESHOLD = 0.5
 COMMITTEE_ATTRIBUTE = "alo_committee_"
 # Dimensions of `TextClassifier.embed`, the vectors diversity-aware strategies compare.
 EMBEDDING_DIMENSIONS = 64
+# The pretrained vectors of the "glove" feature sets, and the length of their block.
+WORD_VECTORS, WORD_VECTOR_WEIGHT = "glove-6b-50d", 2.0
 
 UrlFetcher = Callable[[str, Any], str]
 
@@ -55,7 +58,10 @@ class TextClassificationBackend:
 
     name = "text_classification"
 
-    def __init__(self, config: LabelConfig, *, control: str | None = None):
+    def __init__(self, config: LabelConfig, *, control: str | None = None, features: str = "tfidf"):
+        if features not in FEATURE_SETS:
+            raise ValueError(f"unknown features {features!r}; known: {', '.join(FEATURE_SETS)}")
+        self.features = features  # what a model fitted by this backend learns from (FEATURE_SETS)
         self.config = config
         self.control, self.object = _pick_pair(config, control)
         if not self.control.labels:
@@ -115,15 +121,21 @@ class TextClassificationBackend:
 
     # --- model ----------------------------------------------------------------------------------
     def make_estimator(self) -> Pipeline:
+        """TF-IDF, pretrained word vectors, or both side by side (as `features` says), then logistic regression.
+
+        The vectors' block is each text's mean word vector scaled to length WORD_VECTOR_WEIGHT
+        next to TF-IDF rows of length 1: measured (bench/learning_curves.py) to need the fewest
+        labels on both SMS spam and AG News.
+        """
         classifier: Any = LogisticRegression(max_iter=1000, class_weight="balanced")
         if self.multiple:
             classifier = OneVsRestClassifier(classifier)
-        return Pipeline(
-            [
-                ("tfidf", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)),
-                ("clf", classifier),
-            ]
-        )
+        tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
+        if self.features == "tfidf":
+            return Pipeline([("tfidf", tfidf), ("clf", classifier)])
+        parts: list[tuple[str, Any]] = [("tfidf", tfidf)] if "tfidf" in self.features.split("+") else []
+        parts.append(("vectors", MeanWordVectors(WORD_VECTORS, weight=WORD_VECTOR_WEIGHT)))
+        return Pipeline([("features", FeatureUnion(parts)), ("clf", classifier)])
 
     def targets(self, examples: Sequence[Example]) -> np.ndarray:
         if self.multiple:
@@ -256,13 +268,13 @@ class TextClassifier:
         return self
 
     def features(self, texts: Sequence[str]):
-        """The sparse TF-IDF matrix the classifier sees."""
+        """The matrix the classifier sees: TF-IDF (sparse), word vectors, or both side by side."""
         if self._compiled is not None:
             return self._compiled.transform(texts)
-        return self.pipeline.named_steps["tfidf"].transform(texts)
+        return self.pipeline[:-1].transform(texts)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """A few dense dimensions per text (EMBEDDING_DIMENSIONS, float32), for strategies that compare tasks.
+        """A few dense dimensions per text (at most EMBEDDING_DIMENSIONS, float32), for strategies that compare tasks.
 
         A fixed sparse random projection of `features`: cosine distances survive it
         approximately (Johnson-Lindenstrauss), which is all a diversity term needs, at 64
@@ -270,6 +282,8 @@ class TextClassifier:
         vector from every call on this model.
         """
         matrix = self.features(texts)
+        if matrix.shape[1] <= EMBEDDING_DIMENSIONS:  # already a few dense dimensions (word vectors alone)
+            return np.asarray(matrix.todense() if hasattr(matrix, "todense") else matrix, dtype=np.float32)
         if self._projection is None:
             import scipy.sparse as sp
             from sklearn.random_projection import SparseRandomProjection

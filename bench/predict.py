@@ -89,6 +89,42 @@ def wrk(url: str, payload: bytes, *, connections: int, duration: int, workdir: P
     return parse_wrk(result.stdout)
 
 
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def process_memory(pid: int) -> dict:
+    """RSS, and PSS with its private and shared parts (memory-mapped vectors count as shared), in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024
+    children = [c for c in descendants(pid)]
+    return {"name": "master" if children else "worker", "rss": fields["Rss"], "pss": fields["Pss"],
+            "private": fields["Private_Clean"] + fields["Private_Dirty"],
+            "shared": fields["Shared_Clean"] + fields["Shared_Dirty"]}
+
+
 def in_process_rate(env: dict, texts: list[str], batch: int, repeat: int) -> float:
     """Tasks/s of the predict service called directly: the ceiling HTTP can approach."""
     code = f"""
@@ -114,6 +150,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="Seconds per wrk run.")
     parser.add_argument("--train", type=int, default=1000, help="Texts to train on.")
     args = parser.parse_args()
+    features = os.environ.get("ALO_DEFAULT_FEATURES", "tfidf+glove (the default)")
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed (apt-get install wrk)")
 
@@ -173,6 +210,8 @@ def main() -> None:
             r = wrk(f"{base}/predict", payload, connections=2, duration=args.duration, workdir=workdir)
             bulk_rates[size] = r["rps"] * size
             rows_out.append((f"{size} tasks/request, 2 clients", r["p50"], r["p99"], r["rps"], r["rps"] * size, r["errors"]))
+        memory = [process_memory(pid) for pid in descendants(server.pid) if b"gunicorn" in cmdline(pid)]
+        memory = [m for m in memory if m["name"] != "master"]
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=20)
@@ -187,6 +226,9 @@ def main() -> None:
     print("targets: single p99 <= 5 ms; >= 900 req/s at 32 clients; >= 40,000 tasks/s at 1,000/request")
     print("reference (HumanSignal sklearn_text_classifier, gunicorn 2x8, measured on this machine type): "
           "p99 6.5 ms, ~310 req/s, ~13,000 tasks/s")
+    print(f"\nfeatures: {features}; memory of each web process after the run (MB): " + "; ".join(
+        f"RSS {m['rss']:.0f}, PSS {m['pss']:.0f} (private {m['private']:.0f}, shared {m['shared']:.0f})"
+        for m in memory))
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -132,8 +132,10 @@ LABEL_STUDIO_PAGE_SIZE = env_int("LABEL_STUDIO_PAGE_SIZE", 500)
 BASIC_AUTH_USER = env_str("BASIC_AUTH_USER", "")
 BASIC_AUTH_PASS = env_str("BASIC_AUTH_PASS", "")
 MODEL_CLASS_NAME = env_str("ALO_MODEL_CLASS", "ActiveLearningOrchestrator")
-# The query strategy a project gets when Label Studio first calls /setup for it.
-DEFAULT_STRATEGY = env_str("ALO_DEFAULT_STRATEGY", "least_confidence")
+# The query strategy and the features a project gets when Label Studio first calls /setup for it
+# (bench/learning_curves.py: margin over TF-IDF + word vectors needs the fewest labels measured).
+DEFAULT_STRATEGY = env_str("ALO_DEFAULT_STRATEGY", "margin")
+DEFAULT_FEATURES = env_str("ALO_DEFAULT_FEATURES", "tfidf+glove")
 # How many tasks /predict accepts in one request (Label Studio sends all selected tasks at once).
 PREDICT_MAX_TASKS = env_int("ALO_PREDICT_MAX_TASKS", 100_000)
 # How often a web process re-reads which version serves (a promotion shows within this).

@@ -9,6 +9,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,12 @@ def log_and_register(
     metrics: dict[str, float],
     tags: dict[str, str],
     run_name: str,
+    trusted_types: Sequence[str] = (),
 ) -> RegisteredModel:
-    """Log one training run with its fitted pipeline and register it under the project's model."""
+    """Log one training run with its fitted pipeline and register it under the project's model.
+
+    `trusted_types`: the pipeline's own classes (beyond scikit-learn's) its loading may build.
+    """
     mlflow = _mlflow()
     import mlflow.sklearn
     import sklearn
@@ -112,6 +117,8 @@ def log_and_register(
             name="model",
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             registered_model_name=name,
+            # MLflow stores sklearn models with skops, which loads only the types it is told to trust.
+            skops_trusted_types=list(trusted_types) or None,
         )
     version = str(info.registered_model_version)
     return RegisteredModel(run_id=run.info.run_id, name=name, version=version, uri=f"models:/{name}/{version}")

@@ -30,7 +30,7 @@ class ScoringPolicyInline(admin.StackedInline):
 class ModelVersionInline(admin.TabularInline):
     model = ModelVersion
     extra = 0
-    fields = ("version", "status", "num_annotations", "metrics", "mlflow_run_id", "created_at")
+    fields = ("version", "status", "features", "num_annotations", "metrics", "mlflow_run_id", "created_at")
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -38,7 +38,8 @@ class ModelVersionInline(admin.TabularInline):
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("ls_project_id", "title", "backend", "strategy", "serving_version", "last_setup_at", "updated_at")
+    list_display = ("ls_project_id", "title", "backend", "strategy", "features", "serving_version", "last_setup_at",
+                    "updated_at")
     search_fields = ("ls_project_id", "title")
     readonly_fields = ("ls_project_key", "label_config_digest", "backend", "ls_hostname", "serving_version",
                        "created_at", "updated_at", "last_setup_at")
@@ -66,7 +67,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("version", "project", "status", "num_annotations", "created_at", "finished_at")
+    list_display = ("version", "project", "status", "features", "num_annotations", "created_at", "finished_at")
     list_filter = ("status",)
     search_fields = ("version", "mlflow_run_id")
     readonly_fields = [f.name for f in ModelVersion._meta.fields]

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import strategies
+from backends.features import FEATURE_SETS
 
 
 class StrategyError(ValueError):
@@ -17,6 +18,10 @@ class StrategyError(ValueError):
 
 class PolicyError(ValueError):
     """Extra params set a training policy field wrongly."""
+
+
+class FeaturesError(ValueError):
+    """Extra params name features a model cannot learn from."""
 
 
 # Policy fields that Label Studio's "Extra params" may set: {"training": {...}, "scoring": {...}}.
@@ -81,4 +86,15 @@ def strategy_from(extra: dict[str, Any] | None) -> str | None:
         raise StrategyError(
             f"extra params ask for strategy {name!r}, which does not exist; known: {', '.join(strategies.names())}"
         )
+    return name
+
+
+def features_from(extra: dict[str, Any] | None) -> str | None:
+    """The features `extra` names (`{"features": "tfidf+glove"}`), if any; FeaturesError lists the known ones."""
+    if not extra or "features" not in extra:
+        return None
+    name = extra["features"]
+    if not isinstance(name, str) or name not in FEATURE_SETS:
+        raise FeaturesError(f"extra params ask for features {name!r}, which do not exist; known: "
+                            + ", ".join(f"{key} ({what})" for key, what in FEATURE_SETS.items()))
     return name

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from backends.features import FEATURE_SETS
+
 COLD_START_VERSION = "cold-start"
 
 
@@ -16,6 +18,14 @@ def validate_strategy_name(value: str) -> None:
 
     if value not in strategies.names():
         raise ValidationError(f"unknown strategy {value!r}; known: {', '.join(strategies.names())}")
+
+
+def default_strategy() -> str:
+    return settings.DEFAULT_STRATEGY
+
+
+def default_features() -> str:
+    return settings.DEFAULT_FEATURES
 
 
 class Project(models.Model):
@@ -30,8 +40,12 @@ class Project(models.Model):
     label_config_digest = models.CharField(max_length=16)
     backend = models.CharField(max_length=64, default="text_classification")
     strategy = models.CharField(
-        max_length=64, default=settings.DEFAULT_STRATEGY, validators=[validate_strategy_name],
+        max_length=64, default=default_strategy, validators=[validate_strategy_name],
         help_text="Query strategy that turns model probabilities into labelling priority.",
+    )
+    features = models.CharField(
+        max_length=32, default=default_features, choices=[(name, f"{name}: {what}") for name, what in FEATURE_SETS.items()],
+        help_text="What the next model versions learn from. A version keeps the features it was trained on.",
     )
     strategy_params = models.JSONField(default=dict, blank=True)
     extra_params = models.JSONField(null=True, blank=True, help_text='The connection form\'s "Extra params".')
@@ -85,6 +99,7 @@ class ModelVersion(models.Model):
     version = models.CharField(max_length=100, help_text="What Label Studio sees as model_version.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
     label_config_digest = models.CharField(max_length=16)
+    features = models.CharField(max_length=32, default="tfidf", help_text="What this version learned from.")
     mlflow_run_id = models.CharField(max_length=64, blank=True)
     mlflow_model_name = models.CharField(max_length=255, blank=True)
     mlflow_model_version = models.CharField(max_length=32, blank=True)

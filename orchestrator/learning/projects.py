@@ -9,7 +9,13 @@ from django.utils import timezone
 
 from backends import backend_for, parse_label_config
 from backends.label_config import config_digest
-from orchestrator.learning.extra_params import SCORING_FIELDS, parse_extra_params, policy_from, strategy_from
+from orchestrator.learning.extra_params import (
+    SCORING_FIELDS,
+    features_from,
+    parse_extra_params,
+    policy_from,
+    strategy_from,
+)
 from orchestrator.learning.models import Project, ScoringPolicy, TrainingPolicy
 
 PROJECT_KEY = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
@@ -41,6 +47,7 @@ def setup_project(
     backend = backend_for(config)  # raises LabelConfigError naming the tags when unsupported
     extra = parse_extra_params(extra_params)
     strategy = strategy_from(extra)
+    features = features_from(extra)
     policy = policy_from(extra)
     scoring_policy = policy_from(extra, "scoring", SCORING_FIELDS)
     wanted: dict[str, Any] = {
@@ -53,6 +60,8 @@ def setup_project(
     }
     if strategy is not None:
         wanted["strategy"] = strategy
+    if features is not None:
+        wanted["features"] = features
     project = Project.objects.select_related("serving_version").filter(ls_project_id=ls_project_id).first()
     if project is None:
         try:

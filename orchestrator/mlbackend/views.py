@@ -58,7 +58,8 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
             except BadRequest as exc:
                 return error(exc.status, exc.detail)
             except (LabelConfigError, TaskDataError, ForeignUrlError, projects.ProjectKeyError,
-                    extra_params.StrategyError, extra_params.PolicyError, events.EventError) as exc:
+                    extra_params.StrategyError, extra_params.PolicyError, extra_params.FeaturesError,
+                    events.EventError) as exc:
                 return error(422 if isinstance(exc, LabelConfigError) else 400, str(exc))
             except LabelStudioError as exc:
                 logger.warning("label_studio_error path=%s error=%s", request.path, exc)

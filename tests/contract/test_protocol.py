@@ -88,8 +88,9 @@ def test_predict_with_a_model_returns_choices_of_the_setup_version(client, name)
         assert choice in {"Positive", "Negative"}
         if "great" in task["data"]["text"]:
             assert choice == "Positive", task["data"]["text"]
-        # least_confidence: Label Studio's score is the model's confidence in its choice,
-        # rescaled from [1/k, 1] to [0, 1] (k = 2 labels here): 1 - (1 - c) * k / (k - 1).
+        # For two choices margin (a new project's strategy) equals least confidence: Label Studio's
+        # score is the model's confidence in its choice, rescaled from [1/k, 1] to [0, 1] (k = 2
+        # labels here): 1 - (1 - c) * k / (k - 1).
         assert prediction["score"] == pytest.approx(1 - (1 - region["score"]) * 2, abs=1e-5)
 
 
@@ -250,12 +251,28 @@ def test_extra_params_choose_the_strategy_and_unknown_ones_are_refused(client):
     from orchestrator.learning.models import Project
 
     body = copy.deepcopy(recorded("setup")["body"])
-    body["extra_params"] = '{"strategy": "margin"}'
+    body["extra_params"] = '{"strategy": "entropy"}'  # not the default (margin)
     status, _ = post(client, "/setup", orjson.dumps(body))
-    assert status == 200 and Project.objects.get(ls_project_id=1).strategy == "margin"
+    assert status == 200 and Project.objects.get(ls_project_id=1).strategy == "entropy"
     body["extra_params"] = {"strategy": "telepathy"}
     status, answer = post(client, "/setup", orjson.dumps(body))
     assert status == 400 and "telepathy" in answer["detail"] and "least_confidence" in answer["detail"]
+
+
+def test_a_new_project_gets_the_default_features_and_extra_params_choose_others(client, settings):
+    from orchestrator.learning.models import Project
+
+    body = copy.deepcopy(recorded("setup")["body"])
+    assert post(client, "/setup", orjson.dumps(body))[0] == 200
+    project = Project.objects.get(ls_project_id=1)
+    assert (project.features, project.strategy) == ("tfidf+glove", "margin")  # what the README's table chose
+    body["extra_params"] = {"features": "tfidf"}
+    assert post(client, "/setup", orjson.dumps(body))[0] == 200
+    assert Project.objects.get(ls_project_id=1).features == "tfidf"
+    body["extra_params"] = {"features": "bert"}
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status == 400 and "bert" in answer["detail"] and "tfidf+glove" in answer["detail"]
+    assert Project.objects.get(ls_project_id=1).features == "tfidf"  # a refused connection changes nothing
 
 
 def test_wrong_method_is_405(client):

@@ -100,7 +100,7 @@ def queue_view(ls, project_id: int) -> dict:
 
 
 def expected_scores(loop, model_uri: str, tasks: list[dict]) -> dict[int, float]:
-    """Recomputed here from the registered model in MLflow: 1 - least-confidence priority."""
+    """Recomputed here from the registered model in MLflow: 1 - the priority of a new project's strategy (margin)."""
     import mlflow.sklearn
 
     import strategies
@@ -109,7 +109,7 @@ def expected_scores(loop, model_uri: str, tasks: list[dict]) -> dict[int, float]
     mlflow.set_registry_uri(f"sqlite:///{loop.data_dir / 'mlflow.db'}")
     pipeline = mlflow.sklearn.load_model(model_uri)
     probabilities = pipeline.predict_proba([t["data"]["text"] for t in tasks])
-    scores = 1.0 - strategies.priorities("least_confidence", probabilities=probabilities)
+    scores = 1.0 - strategies.priorities("margin", probabilities=probabilities)
     return {t["id"]: float(s) for t, s in zip(tasks, scores)}
 
 

@@ -24,3 +24,23 @@ def test_the_serving_version_survives_the_rename_of_its_column():
     from orchestrator.learning.models import Project
 
     assert Project.objects.get(ls_project_id=41).serving_version.version == "p41-v1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_projects_and_versions_from_before_features_keep_learning_from_tfidf():
+    executor = MigrationExecutor(connection)
+    executor.migrate([("learning", "0005_serving_version")])
+    old = executor.loader.project_state([("learning", "0005_serving_version")]).apps
+    project = old.get_model("learning", "Project").objects.create(
+        ls_project_id=42, label_config="<View/>", label_config_digest="d")
+    old.get_model("learning", "ModelVersion").objects.create(project=project, version="p42-v1", label_config_digest="d")
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    from orchestrator.learning.models import ModelVersion, Project
+
+    assert Project.objects.get(ls_project_id=42).features == "tfidf"
+    assert ModelVersion.objects.get(version="p42-v1").features == "tfidf"
+    assert Project.objects.create(ls_project_id=43, label_config="<View/>", label_config_digest="d").features == \
+        "tfidf+glove"  # a project connected from now on

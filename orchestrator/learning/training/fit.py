@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
 import strategies
-from backends import Example, TextClassificationBackend, backend_for
+from backends import ESTIMATOR_TYPES, Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import mlflow_store
 from orchestrator.learning.model_cache import model_cache
 from orchestrator.learning.models import ModelVersion, Project
@@ -94,12 +94,12 @@ def train_model_version(
     A failure records the version as failed with the error and leaves the serving one alone.
     `on_created` sees the version row as soon as it exists; `timer` gets the phases' seconds.
     """
-    backend = backend_for(project.label_config)
+    backend = backend_for(project.label_config, features=project.features)
     with transaction.atomic():
         version = ModelVersion.objects.create(
             project=project, version=_next_version(project), status=ModelVersion.Status.TRAINING,
             label_config_digest=project.label_config_digest, num_annotations=len(examples),
-            data_digest=data_digest,
+            data_digest=data_digest, features=backend.features,
         )
     if on_created is not None:
         on_created(version)
@@ -117,7 +117,8 @@ def train_model_version(
             ls_project_id=project.ls_project_id,
             pipeline=model.pipeline,
             params={
-                "backend": backend.name, "labels": ",".join(backend.labels), "multi_label": backend.multiple,
+                "backend": backend.name, "features": backend.features, "labels": ",".join(backend.labels),
+                "multi_label": backend.multiple,
                 "num_annotations": len(examples), "label_config_digest": project.label_config_digest,
                 "annotation_ids_digest": annotations_digest(annotation_ids), "data_digest": data_digest,
                 "model_version": version.version,
@@ -125,6 +126,7 @@ def train_model_version(
             metrics=metrics,
             tags={"label_studio_project": str(project.ls_project_id), "model_version": version.version},
             run_name=version.version,
+            trusted_types=ESTIMATOR_TYPES,
         ))
     except Exception as exc:
         version.status = ModelVersion.Status.FAILED

@@ -46,7 +46,7 @@ def test_committee_strategies_score_with_the_fold_models_saved_in_mlflow(sms_pro
 
 
 def test_a_version_without_a_committee_scores_committee_strategies_with_entropy(trained_sms_project, fake_ls, queued_runs):
-    project, version = trained_sms_project  # trained under least_confidence: no committee kept
+    project, version = trained_sms_project  # trained under margin (the default): no committee kept
     project.strategy = "vote_entropy"
     project.save()
     run = score_now(project)

@@ -44,7 +44,8 @@ def test_a_full_run_gives_every_unlabeled_task_one_prediction_and_makes_label_st
         "Active learning queue")}]
     assert any(p["model_version"] == "someone else's model" for p in fake_ls.predictions)  # never touched
     assert set(run.timings) >= {"load", "read", "score", "push", "switch"}
-    # Ascending score is descending least-confidence priority, from the served model's probabilities.
+    # Ascending score is descending least-confidence priority, from the served model's probabilities
+    # (margin, a new project's strategy, orders two choices exactly as least confidence does).
     ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: p["task"])
     model = project.serving_version and model_cache.load(version.model_uri, backend_for(project.label_config))
     probabilities = model.predict_proba([fake_ls.texts[p["task"]] for p in ours])
