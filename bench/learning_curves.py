@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import strategies  # noqa: E402
 from backends import features  # noqa: E402
+from strategies.cold_start import fit_cold_start  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 SEED_LABELS, BATCH = 20, 20
@@ -81,10 +82,21 @@ VARIANTS = {
 }
 
 
-def curve(texts, y, train, test, make, strategy: str, seed: int, max_labels: int, stop_at: float):
+def seed_labels(texts, train, rng, seed: int, cold_start: str) -> list[int]:
+    """The first SEED_LABELS labels: uniform random, or the diversity cold start's order (strategies/cold_start.py)."""
+    if cold_start == "random":
+        return [int(i) for i in rng.choice(train, size=SEED_LABELS, replace=False)]
+    vectors = features.mean_vectors(features.WordVectors.get("glove-6b-50d"), [texts[i] for i in train])
+    order = fit_cold_start(vectors, seed=seed)
+    ranked = strategies.labelling_order(order.priorities(vectors), train)
+    return [int(i) for i in train[ranked[:SEED_LABELS]]]
+
+
+def curve(texts, y, train, test, make, strategy: str, seed: int, max_labels: int, stop_at: float,
+          cold_start: str = "random"):
     """The held-out macro-F1 after each batch, [(labels, F1)], until F1 reaches `stop_at` or max_labels."""
     rng = np.random.default_rng(seed)
-    labeled = list(rng.choice(train, size=SEED_LABELS, replace=False))
+    labeled = seed_labels(texts, train, rng, seed, cold_start)
     test_texts = [texts[i] for i in test]
     points = []
     while True:
@@ -122,6 +134,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--strategies", default="margin,least_confidence")
     parser.add_argument("--cache-dir", default="/tmp/alo-features")
+    parser.add_argument("--cold-start", default="random", choices=["random", "kmeans"],
+                        help="how the first labels are chosen for the strategies (random stays random)")
     args = parser.parse_args()
     features.set_cache_dir(args.cache_dir)
     rows = []
@@ -142,7 +156,8 @@ def main() -> None:
             own = 0.95 * full[variant]
             own_labels, common_labels = {}, {}
             for strategy in ["random", *chosen]:
-                points = [curve(texts, y, train, test, make, strategy, seed, args.max_labels, max(own, common))
+                cold = "random" if strategy == "random" else args.cold_start
+                points = [curve(texts, y, train, test, make, strategy, seed, args.max_labels, max(own, common), cold)
                           for seed in range(args.seeds)]
                 own_labels[strategy] = [labels_to(p, own) for p in points]
                 common_labels[strategy] = [labels_to(p, common) for p in points]

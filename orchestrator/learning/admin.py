@@ -50,10 +50,8 @@ class ProjectAdmin(admin.ModelAdmin):
     def score_and_push(self, request, queryset):
         for project in queryset:
             run = runs.request_scoring(project, trigger="admin")
-            if run is None:
-                self.message_user(request, f"{project}: no trained version serves yet", level="warning")
-            else:
-                self.message_user(request, f"{project}: scoring run {run.pk} ({run.status}, {run.tag})")
+            what = " (no trained version serves yet: the cold start's order)" if run.cold_start else ""
+            self.message_user(request, f"{project}: scoring run {run.pk} ({run.status}, {run.tag}){what}")
 
 
 @admin.register(TrainingRun)
@@ -67,10 +65,17 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("version", "project", "status", "features", "num_annotations", "created_at", "finished_at")
-    list_filter = ("status",)
+    list_display = ("version", "project", "status", "features", "strategy", "num_annotations", "macro_f1",
+                    "stop_kappa", "stop_suggested", "created_at", "finished_at")
+    list_filter = ("status", "stop_suggested")
     search_fields = ("version", "mlflow_run_id")
-    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "stop_predictions"]
+    exclude = ("stop_predictions",)
+
+    @admin.display(description="macro-F1 (CV)")
+    def macro_f1(self, version: ModelVersion) -> str:
+        value = (version.metrics or {}).get("macro_f1")
+        return "-" if value is None else f"{value:.3f}"
 
 
 @admin.register(WebhookEvent)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
-from orchestrator.learning.projects import parse_project_key
+from orchestrator.learning.project_keys import parse_project_key
 from orchestrator.sqlite_turns import write_turn
 
 # Events that change what a model should learn; the training loop acts on these.

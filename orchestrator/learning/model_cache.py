@@ -19,7 +19,8 @@ from django.conf import settings
 
 from backends import TextClassificationBackend, TextClassifier, backend_for
 from orchestrator.gateways import mlflow_store
-from orchestrator.learning.models import COLD_START_VERSION, Project
+from orchestrator.learning.models import COLD_START_VERSION, ColdStart, Project
+from strategies.cold_start import ColdStartOrder
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Predictor:
     strategy: str
     strategy_params: dict
     fetched_at: float
+    cold_start: ColdStartOrder | None = None  # without a model: the project's diversity order, once fitted
 
 
 class ModelCache:
@@ -53,6 +55,7 @@ class ModelCache:
         self._load_locks: dict[str, threading.Lock] = {}
         self._failed: dict[str, float] = {}
         self._warming: set[str] = set()
+        self._cold_starts: dict[int, tuple[object, ColdStartOrder]] = {}  # project pk -> (fitted_at, order)
 
     def clear(self) -> None:
         with self._lock:
@@ -60,6 +63,7 @@ class ModelCache:
             self._backends.clear()
             self._models.clear()
             self._failed.clear()
+            self._cold_starts.clear()
 
     def forget(self, ls_project_id: int) -> None:
         with self._lock:
@@ -140,6 +144,7 @@ class ModelCache:
             model = self._model(usable.model_uri, backend)
             if model is not None:  # a model that fails to load answers from cold start, for a while
                 version = usable.version
+        cold_start = self._cold_start(project.pk) if model is None else None
         state = Predictor(
             project_pk=project.pk,
             ls_project_id=project.ls_project_id,
@@ -149,9 +154,26 @@ class ModelCache:
             strategy=project.strategy,
             strategy_params=dict(project.strategy_params or {}),
             fetched_at=time.monotonic(),
+            cold_start=cold_start,
         )
         self._predictors[project.ls_project_id] = state
         return state
+
+    def _cold_start(self, project_pk: int) -> ColdStartOrder | None:
+        """The project's cold-start order: a small read each refresh, its data only when it was refitted."""
+        fitted_at = ColdStart.objects.filter(project_id=project_pk).values_list("fitted_at", flat=True).first()
+        if fitted_at is None:
+            self._cold_starts.pop(project_pk, None)
+            return None
+        known = self._cold_starts.get(project_pk)
+        if known is not None and known[0] == fitted_at:
+            return known[1]
+        row = ColdStart.objects.filter(project_id=project_pk).values_list("fitted_at", "data").first()
+        if row is None:
+            return None
+        order = ColdStartOrder.loads(row[1])
+        self._cold_starts[project_pk] = (row[0], order)
+        return order
 
     def _backend(self, project: Project) -> TextClassificationBackend:
         key = (project.pk, project.label_config_digest)

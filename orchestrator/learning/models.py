@@ -110,6 +110,17 @@ class ModelVersion(models.Model):
         max_length=64, blank=True, help_text="Digest of the label config and the annotations (ids and revisions) it learned.",
     )
     error = models.TextField(blank=True)
+    strategy = models.CharField(max_length=64, blank=True, help_text="The project's strategy when it was trained.")
+    # Stabilizing predictions (stopping.py): its labels on the project's stop set, the agreement
+    # with the previous version's, and whether the rule suggests stopping with it.
+    stop_set = models.ForeignKey("StopSet", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    stop_predictions = models.BinaryField(null=True, blank=True, editable=False)
+    stop_kappa = models.FloatField(
+        null=True, blank=True, verbose_name="kappa to previous",
+        help_text="Cohen's kappa between its stop-set predictions and the previous version's.")
+    stop_suggested = models.BooleanField(
+        default=False, help_text="The mean kappa of the last 3 versions reached 0.99: more labels barely change "
+                                 "the model's predictions.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -178,7 +189,7 @@ class TrainingRun(models.Model):
     owner = models.CharField(max_length=64, blank=True, help_text="The lease owner (worker) that ran it.")
     timings = models.JSONField(
         default=dict, blank=True, help_text="Seconds spent reading from Label Studio, cross-validating, fitting, "
-                                            "and logging to MLflow.",
+                                            "predicting the stop set, and logging to MLflow.",
     )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -248,12 +259,15 @@ class ScoringRun(models.Model):
         INCREMENTAL = "incremental"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="scoring_runs")
-    model_version = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="scoring_runs")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, on_delete=models.SET_NULL, related_name="scoring_runs",
+        help_text="The version it scores with; none: the cold start's order (before any usable model).")
     tag = models.CharField(max_length=120, verbose_name="push tag",
                            help_text="The model_version the pushed predictions carry in Label Studio.")
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.FULL)
     strategy = models.CharField(max_length=64)
-    trigger = models.CharField(max_length=32, help_text="promotion, manual, schedule, tasks_created or resume.")
+    trigger = models.CharField(
+        max_length=32, help_text="connect, promotion, manual, schedule, tasks_created or resume.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     total = models.PositiveIntegerField(default=0, help_text="Unlabeled tasks to score (the pools read so far).")
     done = models.PositiveIntegerField(default=0, help_text="Tasks that carry the tag so far.")
@@ -282,6 +296,11 @@ class ScoringRun(models.Model):
     def __str__(self) -> str:
         return f"scoring {self.tag} of {self.project} ({self.status})"
 
+    @property
+    def cold_start(self) -> bool:
+        """A push of the cold start's order (no model yet): its tag is `cold-start` or `cold-start.<n>`."""
+        return self.tag == COLD_START_VERSION or self.tag.startswith(COLD_START_VERSION + ".")
+
 
 class ScoringPool(models.Model):
     """A run's scored pool in push order: task ids, probabilities and priorities (compressed numpy).
@@ -297,6 +316,34 @@ class ScoringPool(models.Model):
 
     def __str__(self) -> str:
         return f"pool of {self.size} tasks for run {self.run_id}"
+
+
+class ColdStart(models.Model):
+    """A project's order before its first model: k-means centres of its pool's text vectors
+    (strategies/cold_start.py, compressed numpy). /predict and pushes place every task by it."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="cold_start")
+    vectors = models.CharField(max_length=32, help_text="The pretrained vectors the texts were placed with.")
+    clusters = models.PositiveIntegerField()
+    num_tasks = models.PositiveIntegerField(help_text="Unlabeled tasks of the pool it was fitted to.")
+    data = models.BinaryField()
+    fitted_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"cold start of {self.project} ({self.clusters} clusters over {self.num_tasks} tasks)"
+
+
+class StopSet(models.Model):
+    """A project's fixed sample of unlabeled tasks that successive versions are compared on
+    (stopping.py): task ids and texts, compressed JSON."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="stop_set")
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"stop set of {self.project} ({self.size} tasks)"
 
 
 class WebhookEvent(models.Model):

@@ -26,7 +26,7 @@ def predict(*, predictor: Predictor, tasks: Sequence[Mapping[str, Any]]) -> list
     texts = backend.texts(tasks, fetch)  # TaskDataError names the task and the missing key
     if predictor.model is None:
         results: list[list[dict[str, Any]]] = [[] for _ in tasks]
-        priorities = cold_start_priorities(predictor.ls_project_id, [t.get("id") for t in tasks])
+        priorities = cold_start_priorities(predictor, [t.get("id") for t in tasks], texts)
     else:
         probabilities = predictor.model.predict_proba(texts)
         results = backend.results(probabilities)

@@ -1,7 +1,8 @@
 """From a model's probabilities to each task's priority (higher: label first) and its Label Studio score.
 
 The project's strategy scores when it can run on this model and call (`strategies.applicable`);
-what cannot run falls back to entropy. /predict and the push score the same way.
+what cannot run falls back to entropy. Before any model, the cold start's order. /predict and
+the push score the same way.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import strategies
+from backends import features
 from orchestrator.learning.model_cache import Predictor
 
 
@@ -24,11 +26,19 @@ def label_studio_score(priorities: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - priorities, 0.0, 1.0)
 
 
-def cold_start_priorities(ls_project_id: int, task_ids: Sequence[Any]) -> np.ndarray:
-    """Before any model: a uniform random order, stable per task (the same task, the same score).
+def cold_start_priorities(predictor: Predictor, task_ids: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
+    """Before any model: the project's diversity order (strategies/cold_start.py) once a push
+    fitted it, so /predict and the push place a text alike; until then `stable_random`."""
+    if predictor.cold_start is not None:
+        return predictor.cold_start.priorities(features.cold_start_vectors(texts))
+    return stable_random_priorities(predictor.ls_project_id, task_ids)
 
-    Random sampling is the standard cold start; hashing the ids keeps scores identical
-    across requests and workers, so the Data Manager order does not reshuffle.
+
+def stable_random_priorities(ls_project_id: int, task_ids: Sequence[Any]) -> np.ndarray:
+    """A uniform random order, stable per task (the same task, the same score).
+
+    Hashing the ids keeps scores identical across requests and workers, so the Data
+    Manager order does not reshuffle.
     """
     return strategies.stable_random(ls_project_id, task_ids)
 
@@ -47,7 +57,7 @@ def model_priorities(predictor: Predictor, probabilities: np.ndarray, task_ids: 
     committee = model.committee if "committee" in named.needs and model is not None and texts is not None else ()
     strategy = strategies.applicable(named.name, multilabel=predictor.backend.multiple, committee_size=len(committee))
     if strategy.name == "random":
-        return cold_start_priorities(predictor.ls_project_id, task_ids)
+        return stable_random_priorities(predictor.ls_project_id, task_ids)
     options = predictor.strategy_params if strategy is named else {}  # a fallback runs with its defaults
     if "committee" in strategy.needs:
         return strategies.priorities(strategy.name, committee_probabilities=model.committee_proba(texts), **options)

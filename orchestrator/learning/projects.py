@@ -1,7 +1,6 @@
 """Register and update the Label Studio projects that call the service."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -17,23 +16,10 @@ from orchestrator.learning.extra_params import (
     strategy_from,
 )
 from orchestrator.learning.models import Project, ScoringPolicy, TrainingPolicy
+from orchestrator.learning.project_keys import ProjectKeyError, parse_project_key
+from orchestrator.learning.scoring import runs as scoring_runs
 
-PROJECT_KEY = re.compile(r"^\s*(\d+)(?:\.(\d+))?\s*$")
-
-
-class ProjectKeyError(ValueError):
-    """Label Studio's `project` field is not "<id>.<timestamp>"."""
-
-
-def parse_project_key(value: Any) -> int:
-    """The Label Studio project id in "<id>.<created_at>" (an int id alone is accepted too)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = PROJECT_KEY.match(str(value)) if isinstance(value, (str, int)) else None
-    if not match or int(match.group(1)) == 0:
-        raise ProjectKeyError(f'"project" must look like "<id>.<timestamp>" (e.g. "3.1717171717"), got {value!r}')
-    return int(match.group(1))
-
+__all__ = ["ProjectKeyError", "parse_project_key", "project_for_predict", "setup_project"]
 
 def setup_project(
     *, project_key: Any, label_config: str, extra_params: Any = None, hostname: str = ""
@@ -41,6 +27,7 @@ def setup_project(
     """Validate the label config and remember the project; write only what changed.
 
     Label Studio calls /setup before every batch of predictions, so this must stay cheap.
+    A project seen for the first time gets the cold start's order pushed (scoring/runs.py).
     """
     ls_project_id = parse_project_key(project_key)
     config = parse_label_config(label_config)
@@ -69,7 +56,8 @@ def setup_project(
                 project = Project.objects.create(ls_project_id=ls_project_id, last_setup_at=timezone.now(), **wanted)
                 TrainingPolicy.objects.create(project=project, **(policy or {}))
                 ScoringPolicy.objects.create(project=project, **(scoring_policy or {}))
-                return project
+            scoring_runs.request_cold_start(project)  # the queue ordered before the first model
+            return project
         except IntegrityError:  # a concurrent /setup created it first
             project = Project.objects.select_related("serving_version").get(ls_project_id=ls_project_id)
     changed = [field for field, value in wanted.items() if getattr(project, field) != value]

@@ -6,7 +6,7 @@ from typing import Any
 from backends.label_config import config_digest
 from orchestrator.learning.model_cache import Predictor, model_cache
 from orchestrator.learning.models import COLD_START_VERSION, ModelVersion, Project, ScoringPolicy, TrainingPolicy
-from orchestrator.learning.projects import parse_project_key
+from orchestrator.learning.project_keys import parse_project_key
 
 
 def training_policy(project: Project) -> TrainingPolicy:
@@ -54,3 +54,27 @@ def versions(*, project_key: Any = None) -> dict[str, Any]:
     if COLD_START_VERSION in current or not names:
         names.append(COLD_START_VERSION)
     return {"versions": names, "current_versions": current}
+
+
+def learning_curve(project: Project) -> list[dict[str, Any]]:
+    """One point per trained version, oldest first: what an admin page or the API plots.
+
+    Annotations used, the cross-validated metrics, the agreement with the previous version
+    on the stop set (kappa) and whether the stopping rule fired, the strategy that chose
+    the annotations, and whether the version served.
+    """
+    rows = (ModelVersion.objects.filter(project=project)
+            .exclude(status__in=[ModelVersion.Status.TRAINING, ModelVersion.Status.FAILED])
+            .order_by("created_at", "pk"))
+    return [{
+        "version": v.version,
+        "status": v.status,
+        "annotations": v.num_annotations,
+        "macro_f1": v.metrics.get("macro_f1"),
+        "accuracy": v.metrics.get("accuracy"),
+        "kappa": v.stop_kappa,
+        "stop_suggested": v.stop_suggested,
+        "strategy": v.strategy,
+        "features": v.features,
+        "trained_at": v.finished_at.isoformat() if v.finished_at else None,
+    } for v in rows.defer("stop_predictions")]

@@ -138,6 +138,8 @@ def test_every_unlabeled_task_is_scored_and_the_queue_follows_the_newest_model(t
         tasks = all_tasks(ls, pid)
         connect(ls, loop, pid, {"min_annotations": 10, "retrain_every": 1000, "quiet_seconds": 3})
         truth = {t["id"]: label for t, (label, _) in zip(tasks, rows)}
+        # Connecting pushed the cold start's order (and drew the stop set).
+        wait_for(lambda: pushed(loop, pid, "cold-start", trigger="connect"), timeout=180, what="the cold start's push")
 
         # The first 30 annotations: the first 10 spam and 20 ham messages of the pool.
         seed = ([t for t in tasks if truth[t["id"]] == "spam"][:10] + [t for t in tasks if truth[t["id"]] == "ham"][:20])
@@ -170,6 +172,58 @@ def test_every_unlabeled_task_is_scored_and_the_queue_follows_the_newest_model(t
         assert ls.api("GET", f"/api/projects/{pid}/model-versions/") == {v2["version"]: 1940}
         first_v2 = assert_queue_order(ls, loop, pid, v2["model_uri"])
         assert not set(first_v2) & set(first_v1[:30])
+
+        # Each version's agreement with the previous one on the stop set, and the stopping state.
+        stopping = {version: (kappa, suggested) for version, kappa, suggested in loop.rows(
+            "SELECT v.version, v.stop_kappa, v.stop_suggested FROM learning_modelversion v "
+            f"JOIN learning_project p ON p.id = v.project_id WHERE p.ls_project_id = {int(pid)}")}
+        assert stopping[v1["version"]] == (None, 0)  # nothing to agree with yet
+        kappa, suggested = stopping[v2["version"]]
+        assert kappa is not None and -1.0 <= kappa <= 1.0 and suggested == 0  # two versions cannot suggest stopping
+    finally:
+        stop_loop(loop)
+
+
+def test_a_connected_project_is_ordered_by_the_cold_start_before_any_annotation(tmp_path, redis_server, label_studio):
+    """No model yet: connecting pushes the diversity order; the queue starts with one task per cluster, and
+    /predict scores a task as the push did."""
+    import requests
+
+    from backends import features
+    from strategies.cold_start import CLUSTERS, ColdStartOrder
+
+    ls = label_studio
+    loop = start_loop(tmp_path, redis_server, ls)
+    try:
+        pid = new_project(ls, "cold start e2e", sms_texts(1000))
+        backend = connect(ls, loop, pid, {"min_annotations": 10, "retrain_every": 1000, "quiet_seconds": 3})
+        assert backend["model_version"] == "cold-start"
+        wait_for(lambda: pushed(loop, pid, "cold-start", trigger="connect"), timeout=180, what="the cold start's push")
+        assert len(assert_exactly_one(ls, pid, "cold-start")) == 1000
+        assert ls.api("GET", f"/api/projects/{pid}")["model_version"] == "cold-start"
+
+        # The order the service fitted, read from its database; the texts placed here with the same vectors.
+        (data,), = loop.rows("SELECT c.data FROM learning_coldstart c JOIN learning_project p ON p.id = c.project_id "
+                             f"WHERE p.ls_project_id = {int(pid)}")
+        order = ColdStartOrder.loads(data)
+        features.set_cache_dir(tmp_path / "features")
+        tasks = all_tasks(ls, pid)
+        clusters, _ = order.place(features.cold_start_vectors([t["data"]["text"] for t in tasks]))
+        cluster_of = {t["id"]: int(c) for t, c in zip(tasks, clusters)}
+
+        view = queue_view(ls, pid)
+        first = ls.api("GET", "/api/tasks", params={"project": pid, "view": view["id"], "page": 1,
+                                                    "page_size": CLUSTERS, "fields": "all"})["tasks"]
+        listed = [t["predictions_score"] for t in first]
+        assert listed == sorted(listed) and len({cluster_of[t["id"]] for t in first}) == CLUSTERS
+        every = sorted(p["score"] for p in ls.api("GET", "/api/predictions", params={"project": pid}))
+        assert np.allclose(listed, every[:CLUSTERS], atol=2e-6)
+
+        answer = requests.post(f"{loop.service.url}/predict", timeout=60, json={
+            "tasks": [{"id": t["id"], "data": t["data"]} for t in first[:5]], "project": f"{pid}.0",
+            "label_config": SMS_CONFIG}).json()
+        assert [r["model_version"] for r in answer["results"]] == ["cold-start"] * 5
+        assert np.allclose([r["score"] for r in answer["results"]], listed[:5], atol=2e-6)
     finally:
         stop_loop(loop)
 
@@ -182,10 +236,14 @@ def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_p
     Also on a Label Studio with its memory-efficient import, which stores each request in
     batches of 500 without one transaction (the README recommends it for large projects)."""
     ls = request.getfixturevalue(setup)
-    state = {"down": False}
+    state = {"down": False, "armed": False, "before": 0}
     faults = {2: "lost", 4: "fail", 5: "slow", 7: "lost"}
 
     def rule(method: str, path: str, n: int) -> str:
+        if not state["armed"]:  # the cold start's push on connect goes through untouched
+            state["before"] = n
+            return "pass"
+        n -= state["before"]
         if state["down"]:
             return "fail"
         if n == 9:  # from the 9th import on, Label Studio stays down until the test says otherwise
@@ -201,6 +259,8 @@ def test_pushes_that_fail_midway_resume_to_exactly_one_prediction_per_task(tmp_p
         rows = sms_texts(3000)
         pid = new_project(ls, "push faults", rows)
         connect(ls, loop, pid, {"auto_train": False})
+        wait_for(lambda: pushed(loop, pid, "cold-start", trigger="connect"), timeout=180, what="the cold start's push")
+        state["armed"] = True
         loop.service.shell(
             "from orchestrator.learning.models import Project, ScoringPolicy; "
             f"ScoringPolicy.objects.update_or_create(project=Project.objects.get(ls_project_id={pid}), "

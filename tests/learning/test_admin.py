@@ -25,10 +25,12 @@ def test_the_admin_action_queues_a_push_and_every_admin_page_renders(trained_sms
         assert admin_client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200
 
 
-def test_the_admin_action_says_when_nothing_can_be_pushed(sms_project, fake_ls, queued_runs, admin_client):
+def test_the_admin_action_says_when_no_model_serves_and_pushes_the_cold_start(sms_project, fake_ls, queued_runs,
+                                                                             admin_client):
     from django.urls import reverse
 
     response = admin_client.post(reverse("admin:learning_project_changelist"),
                                  {"action": "score_and_push", "_selected_action": [sms_project.pk]}, follow=True)
-    assert "no trained version serves yet" in response.content.decode()
-    assert not ScoringRun.objects.exists() and queued_runs == []
+    run = ScoringRun.objects.get(project=sms_project)
+    assert run.cold_start and queued_runs == [run.pk]
+    assert "no trained version serves yet: the cold start&#x27;s order" in response.content.decode()

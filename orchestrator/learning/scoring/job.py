@@ -46,7 +46,10 @@ def run_scoring(run_pk: int) -> str:
 def _execute(run: ScoringRun, owner: str) -> str:
     project = run.project
     version = project.usable_serving_version()
-    if run.model_version is None or version is None or run.model_version_id != version.pk:
+    if run.cold_start and version is not None:
+        runs.supersede(run, "a model serves now")
+        return ScoringRun.Status.SUPERSEDED
+    if not run.cold_start and (run.model_version is None or version is None or run.model_version_id != version.pk):
         runs.supersede(run, "the version it scored no longer serves")
         return ScoringRun.Status.SUPERSEDED
     run.status, run.owner, run.attempts = ScoringRun.Status.RUNNING, owner, run.attempts + 1
@@ -89,16 +92,16 @@ def _execute(run: ScoringRun, owner: str) -> str:
 
 
 def _context(run: ScoringRun) -> RunContext:
-    """The run's rows and the model it scores with (from MLflow, or this process's cache)."""
+    """The run's rows and the model it scores with (from MLflow, or this process's cache; none for a cold start)."""
     project, version = run.project, run.model_version
     backend = backend_for(project.label_config)
     timer = PhaseTimer(run.timings, slowest_of=HTTP_PHASES)
     started = time.perf_counter()
-    model = model_cache.load(version.model_uri, backend)
+    model = model_cache.load(version.model_uri, backend) if version is not None else None  # None: cold start
     timer.add("load", time.perf_counter() - started)
     predictor = Predictor(project_pk=project.pk, ls_project_id=project.ls_project_id, version=run.tag, backend=backend,
-                      model=model, strategy=project.strategy, strategy_params=dict(project.strategy_params or {}),
-                      fetched_at=time.monotonic())
+                          model=model, strategy=project.strategy,
+                          strategy_params=dict(project.strategy_params or {}), fetched_at=time.monotonic())
     policy = selectors.scoring_policy(project)
     return RunContext(run=run, project=project, policy=policy, predictor=predictor, timer=timer,
                       sizer=ChunkSizer.for_policy(policy.chunk_size))

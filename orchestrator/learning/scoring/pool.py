@@ -15,10 +15,13 @@ import numpy as np
 from django.db import transaction
 
 import strategies
+from backends import features
 from orchestrator.gateways import label_studio
-from orchestrator.learning.models import ScoringPool, ScoringRun
-from orchestrator.learning.priorities import model_priorities
+from orchestrator.learning.models import ColdStart, ScoringPool, ScoringRun
+from orchestrator.learning.priorities import model_priorities, stable_random_priorities
 from orchestrator.learning.scoring.context import RunContext, call_label_studio, check_current, save
+from orchestrator.learning.stopping import StopSetSampler
+from strategies.cold_start import ColdStartOrder, fit_cold_start
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +70,15 @@ def score_pool(ctx: RunContext) -> Pool | None:
     reflects the rank.
     """
     run, predictor = ctx.run, ctx.predictor
+    if ctx.model is None:
+        return _cold_start_pool(ctx)
     batch_aware = strategies.applicable(predictor.strategy, multilabel=predictor.backend.multiple,
                                         whole_pool=True).batch_aware
     ids: list[np.ndarray] = []
     probabilities: list[np.ndarray] = []
     priorities: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
-    after = run.high_water
+    after, sampler = run.high_water, _NOT_YET
     while True:
         check_current(run)
         tasks = _read_page(ctx, after)
@@ -81,6 +86,7 @@ def score_pool(ctx: RunContext) -> Pool | None:
             break
         texts = predictor.backend.texts(tasks, text_fetcher())
         page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
+        sampler = _offer(ctx, sampler, page_ids, texts)
         page = ctx.timer("score", lambda: ctx.model.predict_proba(texts))
         if batch_aware:
             embeddings.append(ctx.timer("score", lambda: ctx.model.embed(texts)))
@@ -91,11 +97,19 @@ def score_pool(ctx: RunContext) -> Pool | None:
         after = int(page_ids.max())
     if not ids:
         return None
+    _save_stop_set(sampler)
     pool_ids, pool_probabilities = np.concatenate(ids), np.concatenate(probabilities)
     if batch_aware:
         pool_priorities = _rank(ctx, pool_probabilities, np.concatenate(embeddings))
     else:
         pool_priorities = np.concatenate(priorities).astype(np.float64)
+    return _store(ctx, pool_ids, pool_probabilities, pool_priorities)
+
+
+def _store(ctx: RunContext, pool_ids: np.ndarray, pool_probabilities: np.ndarray,
+           pool_priorities: np.ndarray) -> Pool:
+    """The scored pool in push order, stored with the run (what a resumed run pushes from)."""
+    run = ctx.run
     order = strategies.labelling_order(pool_priorities, pool_ids)
     pool = Pool(pool_ids[order], pool_probabilities[order], pool_priorities[order])
     with transaction.atomic():
@@ -104,6 +118,89 @@ def score_pool(ctx: RunContext) -> Pool | None:
              total=run.done + len(pool))
     logger.info("scoring_pool_ready run=%s tasks=%s score_seconds=%.1f", run.pk, len(pool), ctx.timer.get("score"))
     return pool
+
+
+def _cold_start_pool(ctx: RunContext) -> Pool | None:
+    """Before any model: every unlabeled task placed by the cold start's order (no result, a score).
+
+    A full run's first pool fits the order to the whole pool and stores it (so /predict
+    places tasks alike); the pools after it, and incremental runs, place tasks by the stored one.
+    Each task keeps only its text vector (50 float32) until the pool is placed.
+    """
+    run, backend = ctx.run, ctx.predictor.backend
+    ids: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    after, sampler = run.high_water, _NOT_YET
+    while True:
+        check_current(run)
+        tasks = _read_page(ctx, after)
+        if not tasks:
+            break
+        texts = backend.texts(tasks, text_fetcher())
+        page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
+        sampler = _offer(ctx, sampler, page_ids, texts)
+        vectors.append(ctx.timer("score", lambda: features.cold_start_vectors(texts)))
+        ids.append(page_ids)
+        after = int(page_ids.max())
+    if not ids:
+        return None
+    _save_stop_set(sampler)
+    pool_ids, pool_vectors = np.concatenate(ids), np.concatenate(vectors)
+    order = ctx.timer("score", lambda: _cold_start_order(ctx, pool_vectors))
+    if order is not None:
+        pool_priorities = _after_their_first_copy(order.priorities(pool_vectors), pool_vectors)
+    else:  # no text has a known word: a stable random order, as /predict answers then
+        pool_priorities = stable_random_priorities(ctx.project.ls_project_id, pool_ids.tolist())
+    return _store(ctx, pool_ids, np.zeros((len(pool_ids), 0), dtype=np.float32), pool_priorities)
+
+
+_NOT_YET = object()  # the stop-set sampler before the pool's first page
+
+
+def _offer(ctx: RunContext, sampler, page_ids: np.ndarray, texts: list[str]) -> StopSetSampler | None:
+    """A full run's first pool draws the project's stop set if it has none (stopping.py)."""
+    run = ctx.run
+    if sampler is _NOT_YET:
+        first_pool = run.mode == ScoringRun.Mode.FULL and run.done == 0
+        sampler = StopSetSampler.for_pool(ctx.project, run.total - run.done) if first_pool else None
+    if sampler is not None:
+        sampler.offer(page_ids.tolist(), texts)
+    return sampler
+
+
+def _save_stop_set(sampler) -> None:
+    if isinstance(sampler, StopSetSampler):
+        stop_set = sampler.save()
+        if stop_set is not None:
+            logger.info("stop_set_drawn project=%s tasks=%s", sampler.project.ls_project_id, stop_set.size)
+
+
+def _after_their_first_copy(priorities: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Tasks whose text places exactly like an earlier task's (the same words) go after every
+    other task, in their order: a copy teaches nothing the first one does not. (A /predict of a
+    copy, seen alone, scores like its first.)"""
+    _, first, which = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
+    copy = np.arange(len(vectors)) != first[which.ravel()]
+    out = priorities.copy()
+    out[copy] *= 1e-3
+    return out
+
+
+def _cold_start_order(ctx: RunContext, vectors: np.ndarray) -> ColdStartOrder | None:
+    project, run = ctx.project, ctx.run
+    stored = ColdStart.objects.filter(project=project).values_list("data", flat=True).first()
+    if stored is not None and not (run.mode == ScoringRun.Mode.FULL and run.high_water == 0):
+        return ColdStartOrder.loads(stored)
+    order = fit_cold_start(vectors, seed=project.ls_project_id)
+    if order is None:
+        ColdStart.objects.filter(project=project).delete()
+        return None
+    ColdStart.objects.update_or_create(project=project, defaults={
+        "vectors": features.COLD_START_VECTORS, "clusters": len(order.centres), "num_tasks": len(vectors),
+        "data": order.dumps()})
+    logger.info("cold_start_fitted project=%s tasks=%s clusters=%s", project.ls_project_id, len(vectors),
+                len(order.centres))
+    return order
 
 
 def _read_page(ctx: RunContext, after_id: int) -> list[dict[str, Any]]:

@@ -50,7 +50,10 @@ def push_pool(ctx: RunContext, pool: Pool) -> None:
 def predictions_for(ctx: RunContext, pool: Pool, start: int, end: int) -> list[dict[str, Any]]:
     """Label Studio predictions for the pool's positions [start, end), under the run's tag."""
     window = slice(start, end)
-    results = ctx.predictor.backend.results(pool.probabilities[window].astype(np.float64))
+    if ctx.model is None:  # the cold start's order: a score, no result
+        results: list[Any] = [[] for _ in range(end - start)]
+    else:
+        results = ctx.predictor.backend.results(pool.probabilities[window].astype(np.float64))
     scores = label_studio_score(pool.priorities[window])
     return [{"task": task, "result": result, "score": round(float(score), 6), "model_version": ctx.run.tag}
             for task, result, score in zip(pool.ids[window].tolist(), results, scores)]

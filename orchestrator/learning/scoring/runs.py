@@ -10,14 +10,14 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 import strategies
 from orchestrator import jobs
 from orchestrator.gateways import label_studio
 from orchestrator.learning import selectors
-from orchestrator.learning.models import ModelVersion, Project, ScoringRun
+from orchestrator.learning.models import COLD_START_VERSION, ModelVersion, Project, ScoringRun
 from orchestrator.learning.scoring.context import ACTIVE
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,20 @@ def on_tasks_created(project_pk: int | None) -> ScoringRun | None:
     if project_pk is None or not label_studio.is_configured():
         return None
     project = Project.objects.select_related("serving_version").filter(pk=project_pk).first()
-    if project is None or project.usable_serving_version() is None or not selectors.scoring_policy(project).auto_push:
+    if project is None or not selectors.scoring_policy(project).auto_push:
         return None
     return request_scoring(project, trigger="tasks_created", mode=ScoringRun.Mode.INCREMENTAL,
                            countdown=TASKS_CREATED_DELAY)
+
+
+def request_cold_start(project: Project) -> ScoringRun | None:
+    """A project connected: before its first model, push the cold start's order once, so the
+    queue is ordered from the first task. Later connections of the project change nothing."""
+    if not label_studio.is_configured() or project.usable_serving_version() is not None:
+        return None
+    if ScoringRun.objects.filter(project=project).exists() or not selectors.scoring_policy(project).auto_push:
+        return None
+    return request_scoring(project, trigger="connect")
 
 
 def rescore_on_schedule(ls_project_id: int) -> str:
@@ -74,7 +84,8 @@ def scheduled_mode(project: Project) -> str:
 # --- choosing the run -------------------------------------------------------------------------------
 def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mode.FULL,
                     countdown: float = 0.0, enqueue: bool = True) -> ScoringRun | None:
-    """Queue a scoring run of the serving version, or return the one that already covers the request.
+    """Queue a scoring run of the serving version (before a usable one, of the cold start's order),
+    or return the one that already covers the request.
 
     Full: supersedes runs of other versions; resumes the last failed run of this version
     and strategy. Incremental: tasks created since the last push, under the same tag.
@@ -91,25 +102,24 @@ def request_scoring(project: Project, *, trigger: str, mode: str = ScoringRun.Mo
 
 def _pick_run(project: Project, *, trigger: str, mode: str) -> tuple[ScoringRun | None, bool]:
     """The run that answers a request, and whether it has to be started (new or resumed)."""
-    version = project.usable_serving_version()
-    if version is None:
-        logger.info("scoring_skipped project=%s reason=no_trained_version", project.ls_project_id)
-        return None, False
+    version = project.usable_serving_version()  # None: the cold start's order
     runs = ScoringRun.objects.filter(project=project)
-    # A newer version makes every run of an older one pointless.
+    # A newer version makes every run of an older one pointless (and a model, the cold start's).
     runs.filter(status__in=ACTIVE).exclude(model_version=version).update(
-        status=ScoringRun.Status.SUPERSEDED, finished_at=timezone.now(), error="a newer version took over")
-    active = runs.filter(status__in=ACTIVE, model_version=version).order_by("-created_at").first()
+        status=ScoringRun.Status.SUPERSEDED, finished_at=timezone.now(),
+        error="a newer version took over" if version is not None else "the version it scored no longer serves")
+    mine = _runs_of(project, version)
+    active = mine.filter(status__in=ACTIVE).order_by("-created_at").first()
+    version_pk = version.pk if version is not None else None
     if mode == ScoringRun.Mode.INCREMENTAL:
         if active is not None:
             return active, False  # a queued or running run reaches new task ids too
         pushed = last_pushed(project)
         # A full run that failed after it switched Label Studio to its tag: new tasks need
         # that tag, so the request resumes it (below) rather than adding the older one.
-        failed_full = pushed is not None and runs.filter(
-            mode=ScoringRun.Mode.FULL, status=ScoringRun.Status.FAILED, model_version=version,
-            created_at__gt=pushed.created_at).exists()
-        if pushed is None or pushed.model_version_id != version.pk or failed_full:
+        failed_full = pushed is not None and mine.filter(
+            mode=ScoringRun.Mode.FULL, status=ScoringRun.Status.FAILED, created_at__gt=pushed.created_at).exists()
+        if pushed is None or pushed.model_version_id != version_pk or failed_full:
             mode = ScoringRun.Mode.FULL
         else:
             same_tag = runs.filter(tag=pushed.tag)
@@ -126,13 +136,13 @@ def _pick_run(project: Project, *, trigger: str, mode: str) -> tuple[ScoringRun 
         return active, False
     if active is not None:  # an incremental run, or another strategy: the full run replaces it
         supersede(active, "a full run replaced it")
-    failed = runs.filter(status=ScoringRun.Status.FAILED, mode=ScoringRun.Mode.FULL, model_version=version,
+    failed = mine.filter(status=ScoringRun.Status.FAILED, mode=ScoringRun.Mode.FULL,
                          strategy=project.strategy).order_by("-created_at").first()
     pushed = last_pushed(project) if failed is not None else None
     if failed is not None and (pushed is None or failed.created_at > pushed.created_at):
         return _resume(failed, trigger), True
-    return ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(version), mode=mode,
-                                     strategy=project.strategy, trigger=trigger), True
+    return ScoringRun.objects.create(project=project, model_version=version, tag=_new_tag(project, version),
+                                     mode=mode, strategy=project.strategy, trigger=trigger), True
 
 
 def _resume(run: ScoringRun, trigger: str) -> ScoringRun:
@@ -150,10 +160,18 @@ def last_pushed(project: Project) -> ScoringRun | None:
             .order_by("-finished_at", "-pk").first())
 
 
-def _new_tag(version: ModelVersion) -> str:
-    """The version string itself for its first push; `<version>.<n>` for re-scorings of it."""
-    earlier = ScoringRun.objects.filter(model_version=version, mode=ScoringRun.Mode.FULL).count()
-    return version.version if earlier == 0 else f"{version.version}.{earlier + 1}"
+def _new_tag(project: Project, version: ModelVersion | None) -> str:
+    """The version string itself for its first push; `<version>.<n>` for re-scorings of it
+    (`cold-start`, `cold-start.<n>` without a version)."""
+    earlier = _runs_of(project, version).filter(mode=ScoringRun.Mode.FULL).count()
+    name = version.version if version is not None else COLD_START_VERSION
+    return name if earlier == 0 else f"{name}.{earlier + 1}"
+
+
+def _runs_of(project: Project, version: ModelVersion | None):
+    """A version's runs; for None, the cold start's (runs of a deleted version lost theirs too)."""
+    runs = ScoringRun.objects.filter(project=project, model_version=version)
+    return runs if version is not None else runs.filter(tag__startswith=COLD_START_VERSION)
 
 
 def enqueue_run(run: ScoringRun, countdown: float = 0.0) -> ScoringRun:
@@ -173,8 +191,10 @@ def reconcile() -> dict[str, int]:
     now = timezone.now()
     resent = resumed = 0
     retry_before = now - timedelta(seconds=RESUME_AFTER_SECONDS)
-    failed = (ScoringRun.objects.filter(status=ScoringRun.Status.FAILED, finished_at__lt=retry_before,
-                                        attempts__lt=MAX_ATTEMPTS, project__serving_version=F("model_version"))
+    of_what_serves = Q(project__serving_version=F("model_version")) | Q(
+        project__serving_version=None, model_version=None, tag__startswith=COLD_START_VERSION)
+    failed = (ScoringRun.objects.filter(of_what_serves, status=ScoringRun.Status.FAILED, finished_at__lt=retry_before,
+                                        attempts__lt=MAX_ATTEMPTS)
               .values_list("project_id", flat=True).distinct())
     for project_pk in list(failed):
         latest = ScoringRun.objects.filter(project_id=project_pk).order_by("-created_at", "-pk").first()

@@ -17,6 +17,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 import strategies
 from backends import ESTIMATOR_TYPES, Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import mlflow_store
+from orchestrator.learning import stopping
 from orchestrator.learning.model_cache import model_cache
 from orchestrator.learning.models import ModelVersion, Project
 from orchestrator.learning.timings import PhaseTimer
@@ -75,6 +76,24 @@ def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
     return metrics
 
 
+def _stop_set_agreement(version: ModelVersion, backend: TextClassificationBackend, model,
+                        timer: PhaseTimer) -> stopping.Agreement | None:
+    """The new version's labels on the project's stop set, compared with the previous version's
+    (phase `stop_set`); None before the project has a stop set."""
+    found = stopping.stop_texts(version.project)
+    if found is None:
+        return None
+    stop_set, texts = found
+
+    def compare() -> stopping.Agreement:
+        probabilities = model.predict_proba(texts)
+        labels = ((probabilities >= 0.5).astype(np.int8) if backend.multiple
+                  else probabilities.argmax(axis=1).astype(np.int16))
+        return stopping.agreement(version, labels, stop_set)
+
+    return timer("stop_set", compare)
+
+
 def _next_version(project: Project) -> str:
     count = ModelVersion.objects.filter(project=project).count()
     return f"p{project.ls_project_id}-v{count + 1}"
@@ -99,7 +118,7 @@ def train_model_version(
         version = ModelVersion.objects.create(
             project=project, version=_next_version(project), status=ModelVersion.Status.TRAINING,
             label_config_digest=project.label_config_digest, num_annotations=len(examples),
-            data_digest=data_digest, features=backend.features,
+            data_digest=data_digest, features=backend.features, strategy=project.strategy,
         )
     if on_created is not None:
         on_created(version)
@@ -113,6 +132,12 @@ def train_model_version(
         if members:
             model.with_committee(members)
             metrics["committee_size"] = float(len(members))
+        agreed = _stop_set_agreement(version, backend, model, timer)
+        tracked = dict(metrics)
+        if agreed is not None:
+            if agreed.kappa is not None:
+                tracked["stop_set_kappa"] = agreed.kappa
+            tracked["stop_suggested"] = float(agreed.suggested)
         registered = timer("mlflow", lambda: mlflow_store.log_and_register(
             ls_project_id=project.ls_project_id,
             pipeline=model.pipeline,
@@ -123,7 +148,7 @@ def train_model_version(
                 "annotation_ids_digest": annotations_digest(annotation_ids), "data_digest": data_digest,
                 "model_version": version.version,
             },
-            metrics=metrics,
+            metrics=tracked,
             tags={"label_studio_project": str(project.ls_project_id), "model_version": version.version},
             run_name=version.version,
             trusted_types=ESTIMATOR_TYPES,
@@ -140,11 +165,15 @@ def train_model_version(
     version.mlflow_model_name = registered.name
     version.mlflow_model_version = registered.version
     version.model_uri = registered.uri
+    if agreed is not None:
+        version.stop_set_id, version.stop_predictions = agreed.stop_set, agreed.predictions
+        version.stop_kappa, version.stop_suggested = agreed.kappa, agreed.suggested
     version.status = ModelVersion.Status.READY
     version.finished_at = timezone.now()
     version.save()
     model_cache.put_model(registered.uri, model)
-    logger.info("model_trained project=%s version=%s metrics=%s", project.ls_project_id, version.version, metrics)
+    logger.info("model_trained project=%s version=%s metrics=%s stop_kappa=%s stop_suggested=%s",
+                project.ls_project_id, version.version, metrics, version.stop_kappa, version.stop_suggested)
     if promote:
         promotion.promote_version(version=version, request_push=True)
     return version

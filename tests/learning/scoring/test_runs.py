@@ -93,11 +93,6 @@ def test_tasks_created_queues_one_incremental_run_for_a_burst(trained_sms_projec
     assert incremental.count() == 1 and queued_runs == [incremental.get().pk]
 
 
-def test_nothing_is_pushed_without_a_trained_version(sms_project, fake_ls, queued_runs):
-    assert runs.request_scoring(sms_project, trigger="manual") is None
-    assert fake_ls.imports == 0 and queued_runs == []
-
-
 def test_beat_resumes_a_failed_push_once_it_has_rested(trained_sms_project, fake_ls, queued_runs):
     from datetime import timedelta
 
