@@ -93,13 +93,15 @@ def fit_cold_start(vectors: ArrayLike, *, clusters: int = CLUSTERS, seed: int = 
     k = int(min(clusters, len(np.unique(fit_on.round(6), axis=0))))
     model = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(fit_on)
     centres = _unit(model.cluster_centers_)
+    # Placed by cosine to unit centres, a centre may end up with no member: drop it.
+    centres = centres[np.unique(_distances(points, centres).argmin(axis=1))]
+    k = len(centres)
     distances = _distances(points, centres)
     cluster = distances.argmin(axis=1)
     own = distances[np.arange(len(points)), cluster]
     sizes = np.bincount(cluster, minlength=k)
     steps = np.linspace(0.0, 1.0, QUANTILES)
-    quantiles = np.array([np.quantile(own[cluster == c], steps) if sizes[c] else np.zeros(QUANTILES)
-                          for c in range(k)])
+    quantiles = np.array([np.quantile(own[cluster == c], steps) for c in range(k)])
     rank = np.empty(k, dtype=np.int64)
     rank[np.lexsort((np.arange(k), -sizes))] = np.arange(k)
     return ColdStartOrder(centres, quantiles, rank)

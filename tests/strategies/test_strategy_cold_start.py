@@ -65,6 +65,16 @@ def test_a_text_outside_the_fitted_pool_is_placed_as_it_would_be_in_it():
     assert 0.0 < alone.min() and alone.max() < 1.0
 
 
+def test_every_cluster_kept_has_members_so_the_head_is_one_task_per_cluster():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 6))  # no structure: k-means centres that cosine leaves empty are dropped
+    order = fit_cold_start(x, clusters=20)
+    cluster, place = order.place(x)
+    assert set(cluster.tolist()) == set(range(len(order.centres)))
+    head = np.argsort(-order.priorities(x), kind="stable")[: len(order.centres)]
+    assert len(set(cluster[head].tolist())) == len(order.centres) and np.all(place[head] == 0.0)
+
+
 def test_fewer_distinct_points_than_clusters():
     x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     order = fit_cold_start(x, clusters=20)

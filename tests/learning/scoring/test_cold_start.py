@@ -29,12 +29,13 @@ def test_without_a_model_the_push_orders_every_task_by_the_cold_start(sms_projec
     assert all(p["result"] == [] for p in fake_ls.predictions)  # a score, no guessed label
 
     stored = ColdStart.objects.get(project=sms_project)
-    assert (stored.clusters, stored.num_tasks, stored.vectors) == (CLUSTERS, 2500, features.COLD_START_VECTORS)
+    assert (stored.num_tasks, stored.vectors) == (2500, features.COLD_START_VECTORS)
+    assert CLUSTERS - 3 <= stored.clusters <= CLUSTERS  # centres left without a member are dropped
     order = ColdStartOrder.loads(stored.data)
     scores = pushed(fake_ls, COLD_START_VERSION)
-    head = sorted(scores, key=lambda task: (scores[task], task))[:CLUSTERS]
+    head = sorted(scores, key=lambda task: (scores[task], task))[:stored.clusters]
     clusters, _ = order.place(features.cold_start_vectors([fake_ls.texts[t] for t in head]))
-    assert len(set(clusters.tolist())) == CLUSTERS  # the first tasks: one per cluster
+    assert len(set(clusters.tolist())) == stored.clusters  # the first tasks: one per cluster
 
     # Texts that repeat another's words ("Ok lar..." / "ok lar"): copies go after every other task.
     by_words = {}
