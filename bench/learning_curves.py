@@ -36,6 +36,8 @@ from strategies.cold_start import fit_cold_start  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 SEED_LABELS, BATCH = 20, 20
+# Hybrid batches (--strategies hybrid:margin): candidates clustered, one pick per cluster.
+HYBRID_CANDIDATES = 200
 
 
 def sms() -> tuple[list[str], np.ndarray]:
@@ -108,6 +110,13 @@ def curve(texts, y, train, test, make, strategy: str, seed: int, max_labels: int
         pool = np.setdiff1d(train, labeled)
         if strategy == "random":
             picks = rng.choice(pool, size=BATCH, replace=False)
+        elif strategy.startswith("hybrid:"):  # the top HYBRID_CANDIDATES by the strategy, one per k-means cluster
+            probabilities = model.predict_proba([texts[i] for i in pool])
+            priorities = strategies.priorities(strategy.split(":", 1)[1], probabilities=probabilities)
+            candidates = pool[strategies.labelling_order(priorities, pool)[:HYBRID_CANDIDATES]]
+            vectors = features.mean_vectors(features.WordVectors.get("glove-6b-50d"), [texts[i] for i in candidates])
+            order = fit_cold_start(vectors, clusters=BATCH, seed=seed)
+            picks = candidates[strategies.labelling_order(order.priorities(vectors), candidates)[:BATCH]]
         else:
             probabilities = model.predict_proba([texts[i] for i in pool])
             priorities = strategies.priorities(strategy, probabilities=probabilities)

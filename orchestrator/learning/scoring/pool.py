@@ -148,7 +148,7 @@ def _cold_start_pool(ctx: RunContext) -> Pool | None:
     pool_ids, pool_vectors = np.concatenate(ids), np.concatenate(vectors)
     order = ctx.timer("score", lambda: _cold_start_order(ctx, pool_vectors))
     if order is not None:
-        pool_priorities = _after_their_first_copy(order.priorities(pool_vectors), pool_vectors)
+        pool_priorities = _one_per_place(order, pool_vectors)
     else:  # no text has a known word: a stable random order, as /predict answers then
         pool_priorities = stable_random_priorities(ctx.project.ls_project_id, pool_ids.tolist())
     return _store(ctx, pool_ids, np.zeros((len(pool_ids), 0), dtype=np.float32), pool_priorities)
@@ -175,15 +175,21 @@ def _save_stop_set(sampler) -> None:
             logger.info("stop_set_drawn project=%s tasks=%s", sampler.project.ls_project_id, stop_set.size)
 
 
-def _after_their_first_copy(priorities: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Tasks whose text places exactly like an earlier task's (the same words) go after every
-    other task, in their order: a copy teaches nothing the first one does not. (A /predict of a
-    copy, seen alone, scores like its first.)"""
+def _one_per_place(order: ColdStartOrder, vectors: np.ndarray) -> np.ndarray:
+    """The order's priorities, with tasks that would repeat another's place moved after every
+    other task (in their order): a text with the same words as an earlier task (it teaches
+    nothing the first does not), and a second task exactly at a cluster's centre distance (a
+    cluster of two, say), so the head is one task per cluster. A /predict of such a task, seen
+    alone, scores like the task it repeats."""
+    priorities = order.priorities(vectors)
     _, first, which = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
-    copy = np.arange(len(vectors)) != first[which.ravel()]
-    out = priorities.copy()
-    out[copy] *= 1e-3
-    return out
+    repeat = np.arange(len(vectors)) != first[which.ravel()]
+    cluster, place = order.place(vectors)
+    at_centre = np.flatnonzero((place == 0.0) & ~repeat)
+    _, first_at_centre = np.unique(cluster[at_centre], return_index=True)
+    repeat[np.setdiff1d(at_centre, at_centre[first_at_centre])] = True
+    priorities[repeat] *= 1e-3
+    return priorities
 
 
 def _cold_start_order(ctx: RunContext, vectors: np.ndarray) -> ColdStartOrder | None:

@@ -110,3 +110,19 @@ def test_no_cold_start_push_when_automatic_pushes_are_off(db, client, fake_ls, q
     body = {"project": "32.1717171717", "schema": SMS_CONFIG, "extra_params": {"scoring": {"auto_push": False}}}
     assert client.post("/setup", data=orjson.dumps(body), content_type="application/json").status_code == 200
     assert queued_runs == [] and not ScoringRun.objects.filter(project__ls_project_id=32).exists()
+
+
+def test_a_cluster_of_two_gives_one_task_to_the_head_and_copies_go_last():
+    from orchestrator.learning.scoring.pool import _one_per_place
+    from strategies.cold_start import fit_cold_start
+
+    rng = np.random.default_rng(0)
+    big = np.array([1.0, 0.0, 0.0]) + 0.05 * rng.standard_normal((50, 3))
+    pair = np.array([[0.0, 1.0, 0.1], [0.0, 1.0, -0.1]])  # both exactly as far from their centre
+    copy = big[:1]  # the same words as the first task
+    vectors = np.vstack([big, pair, copy]).astype(np.float32)
+    order = fit_cold_start(vectors, clusters=2)
+    priorities = _one_per_place(order, vectors)
+    ranked = np.argsort(-priorities, kind="stable")
+    assert sorted(ranked[:2].tolist())[1] == 50  # the big cluster's centre and the first of the pair
+    assert set(ranked[-2:].tolist()) == {51, 52}  # the pair's second and the copy: after every other task
