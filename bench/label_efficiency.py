@@ -40,7 +40,7 @@ from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from tests.conftest import SMS_CONFIG  # noqa: E402
-from tests.support.label_studio import LabelStudioServer  # noqa: E402
+from tests.support.label_studio import LabelStudioAPIError, LabelStudioServer  # noqa: E402
 from tests.support.processes import ManagedProcess, free_port, wait_until  # noqa: E402
 
 AG_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toName="text">'
@@ -161,10 +161,22 @@ def new_project(ls, service: Service, title: str, config: str, pool, batch: int)
     return pid, {task: by_text[text] for task, text in truth.items()}
 
 
-def annotate(ls, task: int, label: str) -> None:
-    ls.api("POST", f"/api/tasks/{task}/annotations", json={
-        "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [label]}}],
-        "was_cancelled": False})
+def annotate(ls, task: int, label: str, attempts: int = 6) -> None:
+    """Save one annotation as a person would: on a 5xx (Label Studio's SQLite busy while the service
+    imports predictions), look whether it landed and try again a little later."""
+    for attempt in range(attempts):
+        try:
+            ls.api("POST", f"/api/tasks/{task}/annotations", json={
+                "result": [{"from_name": "label", "to_name": "text", "type": "choices",
+                            "value": {"choices": [label]}}],
+                "was_cancelled": False})
+            return
+        except LabelStudioAPIError as exc:
+            if exc.status < 500 or attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+            if ls.api("GET", f"/api/tasks/{task}")["total_annotations"]:
+                return
 
 
 def queue_head(ls, pid: int, n: int) -> list[int]:
@@ -204,6 +216,15 @@ def run_project(ls, service: Service, name: str, order: str, pool, held_out, bat
 
 def labels_to(points: list[dict], bar: float) -> int | None:
     return next((p["labels"] for p in points if p["f1"] >= bar), None)
+
+
+def rule_fires(points: list[dict], threshold: float) -> int | None:
+    """Where the stopping rule would have fired at another threshold (the service uses 0.99)."""
+    from orchestrator.learning.stopping import stop_suggested
+
+    kappas = [p["kappa"] for p in points]
+    return next((p["labels"] for i, p in enumerate(points) if stop_suggested(kappas[:i + 1], threshold=threshold)),
+                None)
 
 
 def plateau(points: list[dict], within: float = 0.01) -> int:
@@ -255,6 +276,10 @@ def main() -> None:
         try:
             service = Service(Path(tmp) / "service", ls).start()
             rows, curves, bars = [], {}, {}
+
+            def shown(value):
+                return str(value) if value is not None else f">{args.max_labels}"
+
             for name in args.datasets.split(","):
                 pool, held_out = dataset(name, args.pool, args.held_out)
                 full = full_data_f1(name, pool, held_out)
@@ -266,7 +291,6 @@ def main() -> None:
                 active, random = (labels_to(curves[name][o], bar) for o in ("active", "random"))
                 stop = next((p["labels"] for p in curves[name]["active"] if p["stop"]), None)
                 flat = plateau(curves[name]["active"])
-                shown = lambda v: str(v) if v is not None else f">{args.max_labels}"  # noqa: E731
                 ratio = (f"{(random or args.max_labels) / active:.1f}x{'+' if random is None else ''}"
                          if active else "-")
                 rows.append((name, f"{full:.3f}", shown(random), shown(active), ratio, shown(stop), str(flat),
@@ -278,6 +302,10 @@ def main() -> None:
                 print("| " + " | ".join(row) + " |")
             print(f"\nlabels in rounds of {args.batch}; '+' after a ratio: random missed the bar within "
                   f"{args.max_labels} labels (the ratio is a floor)")
+            print("the same rule (mean kappa of the last 3 versions) at other thresholds, from the kappas above:")
+            for name, runs in curves.items():
+                print(f"  {name}: " + ", ".join(f"{t}: {shown(rule_fires(runs['active'], t))}"
+                                                 for t in (0.99, 0.98, 0.97, 0.96, 0.95)))
             plot(curves, bars, Path(args.plot))
             print(f"plot: {args.plot}")
         finally:

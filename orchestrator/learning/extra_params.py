@@ -27,7 +27,7 @@ class FeaturesError(ValueError):
 # Policy fields that Label Studio's "Extra params" may set: {"training": {...}, "scoring": {...}}.
 POLICY_FIELDS = {
     "auto_train": bool, "min_annotations": int, "retrain_every": int, "quiet_seconds": float,
-    "promotion": str, "max_macro_f1_drop": float,
+    "promotion": str, "max_macro_f1_drop": float, "stop_kappa": float,
 }
 SCORING_FIELDS = {"auto_push": bool, "view_title": str, "uncertainty_sampling": bool, "chunk_size": int}
 CHOICES = {"promotion": {"always", "if_not_worse"}}
@@ -57,6 +57,8 @@ def policy_from(extra: dict[str, Any] | None, section: str = "training",
         if name in CHOICES and fields[name] not in CHOICES[name]:
             raise PolicyError(f"extra params {section}.{name} must be one of {sorted(CHOICES[name])}, "
                               f"got {fields[name]!r}")
+    if section == "training" and not 0.5 <= fields.get("stop_kappa", 0.99) <= 1.0:
+        raise PolicyError(f"extra params training.stop_kappa must be between 0.5 and 1, got {fields['stop_kappa']}")
     if section == "scoring" and not 1 <= fields.get("chunk_size", 1) <= 5000:
         raise PolicyError(f"extra params scoring.chunk_size must be between 1 and 5000, got {fields['chunk_size']}")
     return fields

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from backends.features import FEATURE_SETS
@@ -119,8 +120,8 @@ class ModelVersion(models.Model):
         null=True, blank=True, verbose_name="kappa to previous",
         help_text="Cohen's kappa between its stop-set predictions and the previous version's.")
     stop_suggested = models.BooleanField(
-        default=False, help_text="The mean kappa of the last 3 versions reached 0.99: more labels barely change "
-                                 "the model's predictions.")
+        default=False, help_text="The mean kappa of the last 3 versions reached the training policy's stop_kappa: "
+                                 "more labels barely change the model's predictions.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -155,6 +156,11 @@ class TrainingPolicy(models.Model):
     promotion = models.CharField(max_length=16, choices=Promotion.choices, default=Promotion.ALWAYS)
     max_macro_f1_drop = models.FloatField(
         default=0.02, help_text="With if_not_worse: the largest cross-validated macro-F1 drop still promoted.",
+    )
+    stop_kappa = models.FloatField(
+        default=0.99, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        help_text="Suggest stopping when the mean kappa of the last 3 versions on the stop set reaches this "
+                  "(0.99: Bloodgood & Vijay-Shanker 2009; lower stops earlier).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -111,9 +111,10 @@ class Agreement:
     suggested: bool
 
 
-def agreement(version: ModelVersion, labels: np.ndarray, stop_set: int) -> Agreement:
+def agreement(version: ModelVersion, labels: np.ndarray, stop_set: int, threshold: float = THRESHOLD) -> Agreement:
     """Compare a version's stop-set labels (one per task, or a 0/1 row per task for multi-label) with the
-    previous version's on the same stop set and label config, and apply the rule over the history."""
+    previous version's on the same stop set and label config, and apply the rule over the history
+    (`threshold`: the project's training policy's stop_kappa)."""
     earlier = list(ModelVersion.objects.filter(
         project=version.project, stop_set_id=stop_set, label_config_digest=version.label_config_digest,
         created_at__lt=version.created_at).exclude(pk=version.pk).exclude(stop_predictions=None)
@@ -124,4 +125,4 @@ def agreement(version: ModelVersion, labels: np.ndarray, stop_set: int) -> Agree
         if previous.shape == np.shape(labels):
             kappa = cohen_kappa(previous, labels)
     history = [k for _, k in earlier] + [kappa]
-    return Agreement(stop_set, predictions_bytes(labels), kappa, stop_suggested(history))
+    return Agreement(stop_set, predictions_bytes(labels), kappa, stop_suggested(history, threshold=threshold))

@@ -427,6 +427,8 @@ def test_extra_params_set_the_training_policy_once(client):
     ("training", {"auto_train": "yes"}, ["auto_train", "bool"]),
     ("training", {"promotion": "sometimes"}, ["promotion", "if_not_worse"]),
     ("training", "often", ["training", "object"]),
+    ("training", {"stop_kappa": 1.5}, ["stop_kappa", "between 0.5 and 1"]),
+    ("training", {"stop_kappa": 0.1}, ["stop_kappa", "between 0.5 and 1"]),
     ("scoring", {"chunk_size": 0}, ["chunk_size", "between 1 and 5000"]),
     ("scoring", {"chunk_size": 20000}, ["chunk_size", "5000"]),
     ("scoring", {"auto_push": 1}, ["auto_push", "bool"]),

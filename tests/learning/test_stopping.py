@@ -98,3 +98,16 @@ def test_each_version_records_kappa_to_the_previous_one_and_the_rule_fires_when_
 def test_without_a_stop_set_a_version_has_no_kappa(trained_sms_project):
     project, version = trained_sms_project
     assert version.stop_set is None and version.stop_kappa is None and not version.stop_suggested
+
+
+def test_the_training_policy_sets_the_threshold(sms_project, fake_ls, queued_runs):
+    from orchestrator.learning.models import TrainingPolicy
+
+    TrainingPolicy.objects.filter(project=sms_project).update(stop_kappa=0.5)
+    score_now(sms_project)
+    rows = sms_rows(600)
+    versions = [train_model_version(project=sms_project, examples=examples(rows[:n]), promote=False)
+                for n in (300, 320, 340, 360)]
+    kappas = [v.stop_kappa for v in versions]
+    assert kappas[0] is None and all(k >= 0.5 for k in kappas[1:]), kappas  # 20 more labels out of 300
+    assert [v.stop_suggested for v in versions] == [False, False, False, True]

@@ -17,7 +17,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 import strategies
 from backends import ESTIMATOR_TYPES, Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import mlflow_store
-from orchestrator.learning import stopping
+from orchestrator.learning import selectors, stopping
 from orchestrator.learning.model_cache import model_cache
 from orchestrator.learning.models import ModelVersion, Project
 from orchestrator.learning.timings import PhaseTimer
@@ -89,7 +89,7 @@ def _stop_set_agreement(version: ModelVersion, backend: TextClassificationBacken
         probabilities = model.predict_proba(texts)
         labels = ((probabilities >= 0.5).astype(np.int8) if backend.multiple
                   else probabilities.argmax(axis=1).astype(np.int16))
-        return stopping.agreement(version, labels, stop_set)
+        return stopping.agreement(version, labels, stop_set, selectors.training_policy(version.project).stop_kappa)
 
     return timer("stop_set", compare)
 
