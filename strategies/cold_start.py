@@ -55,8 +55,12 @@ class ColdStartOrder:
 
         A vector of zeros (a text without a known word) scores 1, after every other task.
         """
+        cluster, place = self.place(vectors)
+        return self.scores_at(vectors, cluster, place)
+
+    def scores_at(self, vectors: ArrayLike, cluster: np.ndarray, place: np.ndarray) -> np.ndarray:
+        """`scores`, given what `place` answered for the same vectors (so a caller needing both places once)."""
         x = np.asarray(vectors, dtype=np.float64)
-        cluster, place = self.place(x)
         k = len(self.centres)
         score = (1.0 - CLUSTER_TIE) * place + CLUSTER_TIE * self.cluster_rank[cluster] / max(k, 1)
         if len(x):

@@ -69,7 +69,7 @@ def score_pool(ctx: RunContext) -> Pool | None:
     None when there is no such task. Batch-aware strategies rank the whole pool, so a score
     reflects the rank.
     """
-    run, predictor = ctx.run, ctx.predictor
+    predictor = ctx.predictor
     if ctx.model is None:
         return _cold_start_pool(ctx)
     batch_aware = strategies.applicable(predictor.strategy, multilabel=predictor.backend.multiple,
@@ -78,15 +78,7 @@ def score_pool(ctx: RunContext) -> Pool | None:
     probabilities: list[np.ndarray] = []
     priorities: list[np.ndarray] = []
     embeddings: list[np.ndarray] = []
-    after, sampler = run.high_water, _NOT_YET
-    while True:
-        check_current(run)
-        tasks = _read_page(ctx, after)
-        if not tasks:
-            break
-        texts = predictor.backend.texts(tasks, text_fetcher())
-        page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
-        sampler = _offer(ctx, sampler, page_ids, texts)
+    for page_ids, texts in _pages(ctx):
         page = ctx.timer("score", lambda: ctx.model.predict_proba(texts))
         if batch_aware:
             embeddings.append(ctx.timer("score", lambda: ctx.model.embed(texts)))
@@ -94,10 +86,8 @@ def score_pool(ctx: RunContext) -> Pool | None:
             priorities.append(ctx.timer("score", lambda: model_priorities(predictor, page, page_ids.tolist(), texts)))
         ids.append(page_ids)
         probabilities.append(np.asarray(page, dtype=np.float32))
-        after = int(page_ids.max())
     if not ids:
         return None
-    _save_stop_set(sampler)
     pool_ids, pool_probabilities = np.concatenate(ids), np.concatenate(probabilities)
     if batch_aware:
         pool_priorities = _rank(ctx, pool_probabilities, np.concatenate(embeddings))
@@ -127,24 +117,13 @@ def _cold_start_pool(ctx: RunContext) -> Pool | None:
     places tasks alike); the pools after it, and incremental runs, place tasks by the stored one.
     Each task keeps only its text vector (50 float32) until the pool is placed.
     """
-    run, backend = ctx.run, ctx.predictor.backend
     ids: list[np.ndarray] = []
     vectors: list[np.ndarray] = []
-    after, sampler = run.high_water, _NOT_YET
-    while True:
-        check_current(run)
-        tasks = _read_page(ctx, after)
-        if not tasks:
-            break
-        texts = backend.texts(tasks, text_fetcher())
-        page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
-        sampler = _offer(ctx, sampler, page_ids, texts)
+    for page_ids, texts in _pages(ctx):
         vectors.append(ctx.timer("score", lambda: features.cold_start_vectors(texts)))
         ids.append(page_ids)
-        after = int(page_ids.max())
     if not ids:
         return None
-    _save_stop_set(sampler)
     pool_ids, pool_vectors = np.concatenate(ids), np.concatenate(vectors)
     order = ctx.timer("score", lambda: _cold_start_order(ctx, pool_vectors))
     if order is not None:
@@ -154,25 +133,30 @@ def _cold_start_pool(ctx: RunContext) -> Pool | None:
     return _store(ctx, pool_ids, np.zeros((len(pool_ids), 0), dtype=np.float32), pool_priorities)
 
 
-_NOT_YET = object()  # the stop-set sampler before the pool's first page
+def _pages(ctx: RunContext):
+    """The run's unlabeled tasks above its `high_water`, page by page: (ids, texts).
 
-
-def _offer(ctx: RunContext, sampler, page_ids: np.ndarray, texts: list[str]) -> StopSetSampler | None:
-    """A full run's first pool draws the project's stop set if it has none (stopping.py)."""
-    run = ctx.run
-    if sampler is _NOT_YET:
-        first_pool = run.mode == ScoringRun.Mode.FULL and run.done == 0
-        sampler = StopSetSampler.for_pool(ctx.project, run.total - run.done) if first_pool else None
-    if sampler is not None:
-        sampler.offer(page_ids.tolist(), texts)
-    return sampler
-
-
-def _save_stop_set(sampler) -> None:
-    if isinstance(sampler, StopSetSampler):
-        stop_set = sampler.save()
-        if stop_set is not None:
-            logger.info("stop_set_drawn project=%s tasks=%s", sampler.project.ls_project_id, stop_set.size)
+    A full run's first pool also draws the project's stop set, if it has none (stopping.py),
+    and stores it once the last page was read.
+    """
+    run, backend = ctx.run, ctx.predictor.backend
+    after, sampler = run.high_water, None
+    while True:
+        check_current(run)
+        tasks = _read_page(ctx, after)
+        if not tasks:
+            break
+        texts = backend.texts(tasks, text_fetcher())
+        page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
+        if after == run.high_water and run.mode == ScoringRun.Mode.FULL and run.done == 0:
+            sampler = StopSetSampler.for_pool(ctx.project, run.total - run.done)
+        if sampler is not None:
+            sampler.offer(page_ids.tolist(), texts)
+        yield page_ids, texts
+        after = int(page_ids.max())
+    stop_set = sampler.save() if sampler is not None else None
+    if stop_set is not None:
+        logger.info("stop_set_drawn project=%s tasks=%s", ctx.project.ls_project_id, stop_set.size)
 
 
 def _one_per_place(order: ColdStartOrder, vectors: np.ndarray) -> np.ndarray:
@@ -181,10 +165,10 @@ def _one_per_place(order: ColdStartOrder, vectors: np.ndarray) -> np.ndarray:
     nothing the first does not), and a second task exactly at a cluster's centre distance (a
     cluster of two, say), so the head is one task per cluster. A /predict of such a task, seen
     alone, scores like the task it repeats."""
-    priorities = order.priorities(vectors)
+    cluster, place = order.place(vectors)
+    priorities = 1.0 - order.scores_at(vectors, cluster, place)
     _, first, which = np.unique(vectors, axis=0, return_index=True, return_inverse=True)
     repeat = np.arange(len(vectors)) != first[which.ravel()]
-    cluster, place = order.place(vectors)
     at_centre = np.flatnonzero((place == 0.0) & ~repeat)
     _, first_at_centre = np.unique(cluster[at_centre], return_index=True)
     repeat[np.setdiff1d(at_centre, at_centre[first_at_centre])] = True
