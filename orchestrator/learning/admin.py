@@ -65,12 +65,19 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("version", "project", "status", "features", "strategy", "num_annotations", "macro_f1",
-                    "stop_kappa", "stop_suggested", "created_at", "finished_at")
-    list_filter = ("status", "stop_suggested")
+    list_display = ("version", "project", "status", "num_annotations", "macro_f1", "kappa", "stop", "finished_at")
+    list_filter = ("status", "stop_suggested", "features", "strategy")
     search_fields = ("version", "mlflow_run_id")
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "stop_predictions"]
     exclude = ("stop_predictions",)
+
+    @admin.display(description="κ to previous", ordering="stop_kappa")
+    def kappa(self, version: ModelVersion) -> str:
+        return "-" if version.stop_kappa is None else f"{version.stop_kappa:.3f}"
+
+    @admin.display(description="stop?", boolean=True, ordering="stop_suggested")
+    def stop(self, version: ModelVersion) -> bool:
+        return version.stop_suggested
 
     @admin.display(description="macro-F1 (CV)")
     def macro_f1(self, version: ModelVersion) -> str:
