@@ -20,6 +20,7 @@ __all__ = [
     "Strategy",
     "UnknownStrategyError",
     "applicable",
+    "check_options",
     "consensus_entropy",
     "entropy",
     "fallback",
@@ -138,6 +139,49 @@ def priorities(
         raise ValueError(f"strategy {name!r} was given unsupported options: {error}") from None
     return strategy.function(*args, **kwargs)
 
+
+def check_options(name: str, options: dict[str, Any], *, multilabel: bool = False) -> None:
+    """Raise ValueError naming what is wrong if strategy ``name`` cannot run with ``options``.
+
+    The options are tried on a small made-up pool (probabilities, features and a committee of
+    the right shapes), so a bad value fails here, at configuration time, rather than when a
+    whole pool is scored.
+    """
+    get(name)
+    if not isinstance(options, dict):
+        raise ValueError(f"strategy options must be an object, got {type(options).__name__}")
+    generator = np.random.default_rng(0)
+    probabilities = generator.dirichlet(np.ones(3), size=8)
+    if multilabel:
+        probabilities = generator.uniform(size=(8, 3))
+    pool = {
+        "probabilities": probabilities,
+        "features": generator.normal(size=(8, 4)),
+        "labeled_features": generator.normal(size=(3, 4)),
+        "committee_probabilities": generator.dirichlet(np.ones(3), size=(3, 8)),
+    }
+    try:
+        result = priorities(name, **pool, **options)
+    except ValueError:
+        raise
+    except Exception as error:  # a value of the wrong type or outside what the function accepts
+        raise ValueError(f"strategy {name!r} cannot run with options {options}: {error}") from None
+    if np.shape(result) != (8,) or not np.all(np.isfinite(result)):
+        raise ValueError(f"strategy {name!r} gives no usable priorities with options {options}")
+
+
+def option_names(name: str) -> list[str]:
+    """The options strategy ``name`` takes (keyword arguments beyond its inputs), with their defaults."""
+    strategy = get(name)
+    inputs = {"probabilities", "features", "labeled_features", "committee_probabilities", "seed"}
+    described = []
+    for parameter in inspect.signature(strategy.function).parameters.values():
+        if parameter.name in inputs or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        if parameter.default is parameter.empty:
+            continue
+        described.append(f"{parameter.name}={parameter.default!r}")
+    return described
 
 
 def _pool_size(given: dict[str, ArrayLike | None], n: int | None) -> int:

@@ -131,3 +131,17 @@ def trained_sms_project(sms_project):
     version = train_model_version(project=sms_project, examples=examples(sms_rows(400)))
     sms_project.refresh_from_db()
     return sms_project, version
+
+
+@pytest.fixture
+def two_versions(trained_sms_project):
+    """The SMS project serving its second version; the first is ready (it served before)."""
+    from orchestrator.learning.training.fit import train_model_version
+    from tests.factories import examples
+
+    project, first = trained_sms_project
+    second = train_model_version(project=project, examples=examples(sms_rows(300)))
+    project.refresh_from_db()
+    first.refresh_from_db()
+    assert project.serving_version == second
+    return project, first, second

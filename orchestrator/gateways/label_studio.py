@@ -350,3 +350,50 @@ def save_view(ls_project_id: int, data: dict[str, Any], view_id: int | None = No
     if view_id is None:
         return _request("POST", "api/dm/views/", json=payload).json()
     return _request("PATCH", f"api/dm/views/{int(view_id)}/", json=payload).json()
+
+
+# --- the console: a project's counts, connecting the service as a project's model --------------------
+CONSOLE_TIMEOUT = 5.0  # a page waits at most this long on Label Studio
+
+
+def project_summary(ls_project_id: int) -> dict[str, Any]:
+    """Title and counts of a project as Label Studio has them now (one request, no retries)."""
+    body = _request("GET", f"api/projects/{int(ls_project_id)}/", retries=0,
+                    request_options={"timeout_in_seconds": CONSOLE_TIMEOUT}).json()
+    tasks = int(body.get("task_number") or 0)
+    annotated = int(body.get("num_tasks_with_annotations") or 0)
+    return {"title": body.get("title") or "", "tasks": tasks, "annotated": annotated, "queue": max(0, tasks - annotated),
+            "predictions": int(body.get("total_predictions_number") or 0),
+            "model_version": body.get("model_version") or "", "sampling": body.get("sampling") or ""}
+
+
+def list_projects() -> list[dict[str, Any]]:
+    """Every project the token sees: id and title (for the console's connect form)."""
+    out: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        body = _request("GET", "api/projects/", params={"page": page, "page_size": 100}, retries=0,
+                        request_options={"timeout_in_seconds": CONSOLE_TIMEOUT}).json()
+        items = body.get("results", []) if isinstance(body, dict) else body
+        out += [{"id": int(p["id"]), "title": p.get("title") or ""} for p in items]
+        if not isinstance(body, dict) or not body.get("next"):
+            return out
+        page += 1
+
+
+def model_backends(ls_project_id: int) -> list[dict[str, Any]]:
+    body = _request("GET", "api/ml/", params={"project": int(ls_project_id)}, retries=0,
+                    request_options={"timeout_in_seconds": CONSOLE_TIMEOUT}).json()
+    return body if isinstance(body, list) else body.get("results", [])
+
+
+def connect_model(ls_project_id: int, *, url: str, title: str, auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Add this service as the project's model (Label Studio calls /setup on it while doing so).
+    An existing connection to the same URL is returned as it is."""
+    for backend in model_backends(ls_project_id):
+        if str(backend.get("url") or "").rstrip("/") == url.rstrip("/"):
+            return backend
+    body: dict[str, Any] = {"project": int(ls_project_id), "url": url, "title": title, "is_interactive": False}
+    if auth:
+        body.update({"auth_method": "BASIC_AUTH", "basic_auth_user": auth[0], "basic_auth_pass": auth[1]})
+    return _request("POST", "api/ml/", json=body, retries=0, request_options={"timeout_in_seconds": 30}).json()

@@ -34,7 +34,8 @@ class Project(models.Model):
 
     ls_project_id = models.PositiveIntegerField(unique=True, help_text="The project's id in Label Studio.")
     ls_project_key = models.CharField(
-        max_length=64, blank=True, help_text='What Label Studio sends as "project": "<id>.<created_at>".'
+        max_length=64, blank=True,
+        help_text="What Label Studio sends as its project: the id, a dot, and the project's creation time.",
     )
     title = models.CharField(max_length=255, blank=True)
     label_config = models.TextField()
@@ -61,6 +62,9 @@ class Project(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_setup_at = models.DateTimeField(null=True, blank=True)
+    last_setup_error = models.TextField(
+        blank=True, help_text="Why the last refused connection (/setup) was refused; cleared by the next accepted one.")
+    last_setup_error_at = models.DateTimeField(null=True, blank=True)
     # Training loop bookkeeping (see training/): when the next check is
     # scheduled, and the lease that makes at most one training run per project at a time.
     training_check_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -91,10 +95,10 @@ class ModelVersion(models.Model):
 
     class Status(models.TextChoices):
         TRAINING = "training"
-        READY = "ready"
+        READY = "ready", "ready (trained, can serve)"
         FAILED = "failed"
         SERVING = "serving"
-        RETIRED = "retired"
+        RETIRED = "retired", "retired (by an operator; a roll back skips it)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=100, help_text="What Label Studio sees as model_version.")
@@ -259,6 +263,7 @@ class ScoringRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         SUPERSEDED = "superseded"
+        CANCELLED = "cancelled"
 
     class Mode(models.TextChoices):
         FULL = "full"

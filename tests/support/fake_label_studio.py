@@ -13,7 +13,8 @@ from orchestrator.gateways import label_studio
 
 # The gateway functions this fake answers in place of Label Studio.
 FAKED = ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions", "delete_model_version",
-         "get_project", "update_project", "list_views", "save_view", "labeled_tasks")
+         "get_project", "update_project", "list_views", "save_view", "labeled_tasks", "project_summary", "list_projects",
+         "connect_model")
 
 
 @dataclass
@@ -37,6 +38,10 @@ class FakeLabelStudio:
     # the other and fails at the first batch naming a task gone from the project, keeping the
     # batches before it; the default import checks every task first and stores nothing.
     batch_by_batch: bool = False
+    # The console's slice: other projects the token sees, and the models connected to each.
+    others: dict[int, str] = field(default_factory=dict)  # project id -> title
+    backends: list[dict] = field(default_factory=list)
+    on_connect: object = None  # called as Label Studio calls /setup while connecting; may raise
 
     def unlabeled_tasks(self, ls_project_id, *, after_id, limit=1000, include="id,data"):
         ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id)
@@ -107,6 +112,26 @@ class FakeLabelStudio:
     def labeled_tasks(self, ls_project_id, *, limit, include="id,data"):
         ids = sorted(self.labeled, reverse=True)[:limit]
         return [{"id": i, "data": {"text": self.texts[i]}} for i in ids]
+
+    def project_summary(self, ls_project_id):
+        tagged = {p["task"] for p in self.predictions}
+        return {"title": self.project.get("title", ""), "tasks": len(self.texts), "annotated": len(self.labeled),
+                "queue": len(self.texts) - len(self.labeled), "predictions": len(self.predictions),
+                "tasks_predicted": len(tagged), "model_version": self.project.get("model_version", ""),
+                "sampling": self.project.get("sampling", "")}
+
+    def list_projects(self):
+        return [{"id": pid, "title": title} for pid, title in sorted(self.others.items())]
+
+    def connect_model(self, ls_project_id, *, url, title, auth=None):
+        for backend in self.backends:
+            if backend["project"] == ls_project_id and backend["url"].rstrip("/") == url.rstrip("/"):
+                return backend
+        if self.on_connect is not None:
+            self.on_connect(ls_project_id, url)
+        self.backends.append({"id": len(self.backends) + 1, "project": ls_project_id, "url": url, "title": title,
+                              "auth": auth})
+        return self.backends[-1]
 
     # --- what the tests check
     def tags_per_unlabeled_task(self, tag: str) -> collections.Counter:

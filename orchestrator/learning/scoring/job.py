@@ -70,6 +70,12 @@ def _execute(run: ScoringRun, owner: str) -> str:
             push.switch(ctx)  # nothing was pushed (every task labeled), or the switch failed before
         switched = run.mode == ScoringRun.Mode.FULL and run.switched_at is not None
     except Superseded:
+        status = ScoringRun.objects.filter(pk=run.pk).values_list("status", flat=True).first()
+        if status == ScoringRun.Status.CANCELLED and run.switched_at is not None:
+            # Label Studio sorts by its tag already: the pool stays, so a retry goes on from the cursor.
+            logger.info("scoring_stopped project=%s run=%s tag=%s done=%s (cancelled)", project.ls_project_id,
+                        run.pk, run.tag, run.done)
+            return ScoringRun.Status.CANCELLED
         logger.info("scoring_superseded project=%s run=%s tag=%s", project.ls_project_id, run.pk, run.tag)
         ScoringPool.objects.filter(run=run).delete()
         cleanup.drop_unswitched_tag(run)

@@ -184,6 +184,56 @@ def supersede(run: ScoringRun, why: str) -> None:
         status=ScoringRun.Status.SUPERSEDED, finished_at=timezone.now(), error=why)
 
 
+# --- an operator's acts -----------------------------------------------------------------------------
+class RunError(ValueError):
+    """A run cannot be cancelled or retried in its state."""
+
+
+def cancel(run: ScoringRun, *, by: str = "") -> ScoringRun:
+    """Stop a queued or running run: a running one stops before its next chunk. What it pushed
+    stays in Label Studio; once it switched the queue to its tag, tasks it did not reach sort
+    last until a retry or the next push."""
+    why = "cancelled" + (f" by {by}" if by else "")
+    if not ScoringRun.objects.filter(pk=run.pk, status__in=ACTIVE).update(
+            status=ScoringRun.Status.CANCELLED, finished_at=timezone.now(), error=why):
+        run.refresh_from_db()
+        raise RunError(f"scoring run {run.pk} is {run.status}: only a queued or running run can be cancelled")
+    run.refresh_from_db()
+    logger.info("scoring_cancelled project=%s run=%s tag=%s done=%s", run.project.ls_project_id, run.pk, run.tag,
+                run.done)
+    return run
+
+
+def retry(run: ScoringRun) -> ScoringRun | None:
+    """Go on with a failed or cancelled run from its cursor if it scores what serves now, and no
+    full run completed since; otherwise ask for a new full run of what serves. The run that answers."""
+    if run.status in ACTIVE:
+        raise RunError(f"scoring run {run.pk} is {run.status} already")
+    if run.status == ScoringRun.Status.SUCCEEDED:
+        raise RunError(f"scoring run {run.pk} succeeded: re-score the project instead (a new push)")
+    with transaction.atomic():
+        project = Project.objects.select_for_update(of=("self",)).select_related("serving_version").get(
+            pk=run.project_id)
+        run.refresh_from_db()
+        version = project.usable_serving_version()
+        serves = (run.model_version_id == version.pk) if version is not None else run.cold_start
+        pushed = last_pushed(project)
+        # A cancelled run that had not switched the queue yet lost its predictions (they never
+        # ordered anything): it starts again as a new run.
+        kept = run.status == ScoringRun.Status.FAILED or (run.status == ScoringRun.Status.CANCELLED
+                                                          and run.switched_at is not None)
+        resumable = (kept and run.mode == ScoringRun.Mode.FULL and serves and run.strategy == project.strategy
+                     and (pushed is None or run.created_at > pushed.created_at)
+                     and not ScoringRun.objects.filter(project=project, status__in=ACTIVE).exists())
+        if resumable:
+            run.finished_at = None
+            run.save(update_fields=["finished_at"])
+            resumed = _resume(run, "retry")
+    if resumable:
+        return enqueue_run(resumed)
+    return request_scoring(project, trigger="retry")
+
+
 # --- reconciliation ---------------------------------------------------------------------------------
 def reconcile() -> dict[str, int]:
     """Beat's pass: re-send runs whose message was lost or whose worker died, and resume

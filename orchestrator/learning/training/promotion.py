@@ -40,7 +40,8 @@ def promote_if_allowed(*, version: ModelVersion, policy: TrainingPolicy,
 
 
 def promote_version(*, version: ModelVersion, request_push: bool) -> ScoringRun | None:
-    """Make `version` the one its project serves (database and MLflow alias), retiring the previous.
+    """Make `version` the one its project serves (database and MLflow alias); the previous one
+    goes back to ready (a roll back may serve it again; only an operator retires a version).
 
     With `request_push`, then asks for a push of its scores to Label Studio (queued; the
     project's scoring policy may have turned automatic pushes off); a failure to ask is
@@ -51,7 +52,8 @@ def promote_version(*, version: ModelVersion, request_push: bool) -> ScoringRun 
         locked = Project.objects.select_for_update().get(pk=project.pk)
         previous_id = locked.serving_version_id
         if previous_id and previous_id != version.pk:
-            ModelVersion.objects.filter(pk=previous_id).update(status=ModelVersion.Status.RETIRED)
+            ModelVersion.objects.filter(pk=previous_id, status=ModelVersion.Status.SERVING).update(
+                status=ModelVersion.Status.READY)
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.SERVING)
         locked.serving_version = version
         locked.save(update_fields=["serving_version", "updated_at"])

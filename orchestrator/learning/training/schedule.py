@@ -127,3 +127,11 @@ def on_event(event: WebhookEvent, known: TrainingSchedule | None = None) -> None
         # Soon enough to count towards retrain_every, late enough to coalesce a burst.
         delay = min(POLL_SECONDS, quiet) if quiet > 0 else POLL_SECONDS
         request_check(event.project_id, delay=delay, scheduled=scheduled)
+
+
+def request_training(project: Project) -> WebhookEvent:
+    """The console's "train now": recorded as a Start Training event, so it coalesces with
+    the annotation events pending and trains even with automatic training off."""
+    event = WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action="START_TRAINING")
+    on_event(event)
+    return event

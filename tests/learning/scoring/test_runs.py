@@ -147,3 +147,59 @@ def test_triggers_firing_at_the_same_moment_share_one_run(trained_sms_project, f
         thread.join()
     assert errors == [] and len(picked) == 3 and len(set(picked)) == 1
     assert ScoringRun.objects.filter(project=project).count() == 1 and queued_runs == picked[:1]
+
+
+def test_a_cancelled_push_stops_after_its_chunk_and_a_retry_goes_on_from_there(trained_sms_project, fake_ls,
+                                                                                queued_runs):
+    project, version = trained_sms_project
+    run = runs.request_scoring(project, trigger="manual")
+    imports = []
+
+    def cancel_at_the_second_chunk():
+        imports.append(1)
+        if len(imports) == 2:
+            runs.cancel(run, by="lead")
+
+    fake_ls.on_import = cancel_at_the_second_chunk
+    assert job.run_scoring(run.pk) == ScoringRun.Status.CANCELLED
+    run.refresh_from_db()
+    assert (run.status, run.error) == (ScoringRun.Status.CANCELLED, "cancelled by lead")
+    assert 0 < run.done < 2500 and fake_ls.project["model_version"] == run.tag  # it switched after its first chunk
+    with pytest.raises(runs.RunError, match=f"scoring run {run.pk} is cancelled: only a queued or running run"):
+        runs.cancel(run)
+
+    fake_ls.on_import = None
+    again = runs.retry(run)
+    assert again.pk == run.pk and again.status == ScoringRun.Status.QUEUED and queued_runs[-1] == run.pk
+    assert job.run_scoring(run.pk) == ScoringRun.Status.SUCCEEDED
+    run.refresh_from_db()
+    assert run.done == 2500 and run.attempts == 2
+    assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}  # each task once, none twice or missing
+    with pytest.raises(runs.RunError, match="succeeded: re-score the project instead"):
+        runs.retry(run)
+
+
+def test_a_push_cancelled_before_it_switched_the_queue_is_retried_as_a_new_run(trained_sms_project, fake_ls,
+                                                                               queued_runs):
+    project, version = trained_sms_project
+    run = runs.request_scoring(project, trigger="manual")
+    fake_ls.on_import = lambda: runs.cancel(run) if run.status != ScoringRun.Status.CANCELLED else None
+    job.run_scoring(run.pk)
+    run.refresh_from_db()
+    assert run.status == ScoringRun.Status.CANCELLED and run.switched_at is None
+    assert run.tag not in fake_ls.model_versions(0)  # its partial predictions went
+    fake_ls.on_import = None
+    again = runs.retry(run)
+    assert again.pk != run.pk and again.tag == f"{version.version}.2"
+    assert job.run_scoring(again.pk) == ScoringRun.Status.SUCCEEDED
+    assert fake_ls.tags_per_unlabeled_task(again.tag) == {1: 2500}
+
+
+def test_retrying_a_run_of_a_version_that_no_longer_serves_starts_a_run_of_what_serves(trained_sms_project, fake_ls,
+                                                                                        queued_runs):
+    project, v1 = trained_sms_project
+    old = runs.request_scoring(project, trigger="manual")
+    runs.cancel(old)
+    v2 = train_model_version(project=project, examples=examples(sms_rows(450)))
+    answer = runs.retry(old)
+    assert answer.pk != old.pk and answer.model_version == v2

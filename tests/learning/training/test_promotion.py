@@ -55,7 +55,7 @@ def test_promotion_serves_the_version_and_says_whether_it_asked_for_a_push(train
     assert promote_version(version=second, request_push=False) is None
     project.refresh_from_db()
     first.refresh_from_db()
-    assert project.serving_version == second and first.status == ModelVersion.Status.RETIRED
+    assert project.serving_version == second and first.status == ModelVersion.Status.READY
     assert jobs_sent == []
     third = train_model_version(project=project, examples=examples(sms_rows(350)), promote=False)
     run = promote_version(version=third, request_push=True)

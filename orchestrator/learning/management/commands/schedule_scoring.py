@@ -1,21 +1,14 @@
 """`manage.py schedule_scoring`: re-score a project on a schedule (a django-celery-beat periodic task).
 
-The periodic task is an ordinary django-celery-beat row: the admin lists and edits it under
-"Periodic tasks" (interval, crontab, enabled), and Celery beat picks changes up.
+The same schedule the console edits on the project's page (steering.py); Celery beat picks
+changes up.
 """
 from __future__ import annotations
 
-import json
-
 from django.core.management.base import BaseCommand, CommandError
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from orchestrator import jobs
 from orchestrator.learning.models import Project
-
-
-def task_name(ls_project_id: int) -> str:
-    return f"re-score project {ls_project_id}"
+from orchestrator.learning.steering import Schedule, SettingError, parse_schedule, set_schedule
 
 
 class Command(BaseCommand):
@@ -29,27 +22,18 @@ class Command(BaseCommand):
         when.add_argument("--off", action="store_true", help="Remove the schedule.")
 
     def handle(self, *args, project: int, every_minutes: float | None, crontab: str | None, off: bool, **options):
-        if not Project.objects.filter(ls_project_id=project).exists():
+        found = Project.objects.filter(ls_project_id=project).first()
+        if found is None:
             raise CommandError(f"project {project} is unknown: connect it in Label Studio first (it calls /setup)")
-        name = task_name(project)
-        if off:
-            deleted, _ = PeriodicTask.objects.filter(name=name).delete()
-            self.stdout.write(f"{name}: {'removed' if deleted else 'was not scheduled'}")
-            return
-        fields = {"task": jobs.RESCORE_PROJECT, "args": json.dumps([project]), "enabled": True,
-                  "interval": None, "crontab": None}
-        if every_minutes is not None:
-            if every_minutes <= 0:
-                raise CommandError("--every-minutes must be positive")
-            seconds = max(1, round(every_minutes * 60))
-            fields["interval"], _ = IntervalSchedule.objects.get_or_create(every=seconds,
-                                                                           period=IntervalSchedule.SECONDS)
-        else:
-            parts = crontab.split()
-            if len(parts) != 5:
-                raise CommandError(f'--crontab needs five fields ("minute hour day month weekday"), got {crontab!r}')
-            minute, hour, day, month, weekday = parts
-            fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
-                minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday)
-        PeriodicTask.objects.update_or_create(name=name, defaults=fields)
-        self.stdout.write(f"{name}: {'every ' + str(every_minutes) + ' min' if every_minutes else crontab}")
+        try:
+            if off:
+                schedule = Schedule("off")
+            elif every_minutes is not None:
+                if every_minutes <= 0:
+                    raise CommandError("--every-minutes must be positive")
+                schedule = Schedule("hours", every_hours=every_minutes / 60)  # below a minute: for tests
+            else:
+                schedule = parse_schedule(kind="crontab", crontab=crontab)
+        except SettingError as error:
+            raise CommandError(str(error)) from None
+        self.stdout.write(f"re-scoring of {found}: {set_schedule(found, schedule).describe()}")

@@ -1,0 +1,63 @@
+"""An operator promotes, rolls back and retires versions; each act re-scores the queue or says why not."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.learning import versions
+from orchestrator.learning.models import ModelVersion, ScoringRun
+
+
+def test_roll_back_serves_the_previous_version_and_re_scores_the_queue(two_versions, fake_ls, queued_runs):
+    project, first, second = two_versions
+    served = versions.roll_back(project)
+    project.refresh_from_db()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert project.serving_version == first and served.version == first and served.previous == second
+    assert (first.status, second.status) == (ModelVersion.Status.SERVING, ModelVersion.Status.READY)
+    run = ScoringRun.objects.get(pk=queued_runs[-1])
+    assert (run.model_version, run.trigger, run.tag) == (first, "promote", f"{first.version}")
+    assert served.describe() == (f"{first.version} serves (was {second.version}); scoring run {run.pk} re-scores "
+                                 f"the queue ({run.tag})")
+    # Nothing older than the first: a second roll back refuses and the first keeps serving.
+    with pytest.raises(versions.VersionError, match="no older version can serve"):
+        versions.roll_back(project)
+    # Promoting the newer one again serves it.
+    versions.promote(second)
+    project.refresh_from_db()
+    assert project.serving_version == second
+
+
+def test_a_retired_version_is_skipped_by_a_roll_back_and_the_serving_one_cannot_be_retired(two_versions, jobs_sent):
+    project, first, second = two_versions
+    with pytest.raises(versions.VersionError, match="serves .* promote another version or roll back first"):
+        versions.retire(second)
+    assert versions.retire(first).status == ModelVersion.Status.RETIRED
+    assert versions.roll_back_target(project) is None
+    with pytest.raises(versions.VersionError, match="no older version can serve"):
+        versions.roll_back(project)
+    project.refresh_from_db()
+    assert project.serving_version == second
+    # Promoted explicitly, a retired version serves again.
+    served = versions.promote(ModelVersion.objects.get(pk=first.pk))
+    assert served.scoring_run is None and "LABEL_STUDIO_URL is unset" in served.describe()
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"status": ModelVersion.Status.FAILED}, "is failed: only a trained version can serve"),
+    ({"model_uri": ""}, "has no registered model"),
+    ({"label_config_digest": "0" * 16}, "another label config"),
+])
+def test_a_version_that_cannot_serve_is_refused_and_nothing_changes(two_versions, jobs_sent, change, why):
+    project, first, second = two_versions
+    ModelVersion.objects.filter(pk=first.pk).update(**change)
+    with pytest.raises(versions.VersionError, match=why):
+        versions.promote(ModelVersion.objects.select_related("project").get(pk=first.pk))
+    project.refresh_from_db()
+    assert project.serving_version == second and jobs_sent == []
+
+
+def test_a_promotion_leaves_the_replaced_version_ready_for_a_roll_back(two_versions):
+    project, first, second = two_versions
+    assert first.status == ModelVersion.Status.READY
+    assert versions.roll_back_target(project) == first
