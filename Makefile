@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 PORT ?= 9090
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 
-.PHONY: install run migrate test test-fast bench lint clean
+
+.PHONY: install run migrate admin test test-fast bench lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ install: $(STAMP)
 
 migrate: install
 	$(PY) manage.py migrate --noinput
+
+# The console's first account (asks for a name and a password).
+admin: migrate
+	$(PY) manage.py createsuperuser
 
 run: migrate
 	PORT=$(PORT) $(PY) manage.py serve

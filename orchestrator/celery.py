@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import after_setup_logger, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
 
@@ -32,6 +32,16 @@ def _lower_priority(**kwargs) -> None:
             os.nice(increment)
         except OSError:  # not permitted here: run at normal priority
             pass
+
+
+@after_setup_logger.connect
+def _quiet_task_lines(**kwargs) -> None:
+    """Celery's own "received"/"succeeded" line per task, below WARNING: a burst's training
+    checks (one every 2 s) drowned the service's lines, which say once what each job did."""
+    import logging
+
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def warm_producer() -> None:

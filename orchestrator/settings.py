@@ -44,19 +44,26 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "django_celery_beat",
     "orchestrator.learning",
     "orchestrator.mlbackend",
+    "orchestrator.console",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The admin's stylesheets and scripts, served by the app itself under gunicorn as under
+    # runserver (Django serves none with DEBUG off); straight from the apps' static folders.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "orchestrator.mlbackend.access_log.ProtocolAccessLog",
 ]
 
 ROOT_URLCONF = "orchestrator.urls"
@@ -103,14 +110,46 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise looks there too (collectstatic, if ever run, fills it)
+# No collectstatic step: whitenoise finds the files where the apps ship them.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
 
+# --- Console: the admin's first account (manage.py bootstrap_admin; manage.py serve runs it) --
+# Set both to have an account created at start when it does not exist; an existing account's
+# password is never changed. Unset: `make admin` (createsuperuser) asks for one.
+ALO_ADMIN_USER = env_str("ALO_ADMIN_USER", "")
+ALO_ADMIN_PASSWORD = env_str("ALO_ADMIN_PASSWORD", "")
+ALO_ADMIN_EMAIL = env_str("ALO_ADMIN_EMAIL", "")
+# The address Label Studio reaches this service at (the console's "Connect a Label Studio project"
+# offers it; the console's own address when unset).
+ALO_SERVICE_URL = env_str("ALO_SERVICE_URL", "")
+# Where an MLflow UI for MLFLOW_TRACKING_URI runs (e.g. http://127.0.0.1:5000): the console
+# links each version to its run there. Blank: the run id is shown without a link.
+MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "").rstrip("/")
+
+# The management API (/api/): staff accounts only; a token (`Authorization: Token <key>`, from
+# `manage.py drf_create_token <user>` or the admin's Tokens page), the admin's session, or basic auth.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "orchestrator.console.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "orchestrator.console.pagination.Pages",
+    "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Active-learning orchestrator: management API",
+    "DESCRIPTION": "Projects, model versions, training and scoring runs, strategies and schedules: what the "
+                   "admin console does, for scripts. Staff accounts only.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Label Studio -------------------------------------------------------------------------
@@ -202,7 +241,9 @@ WEB_WORKERS = env_int("WEB_WORKERS", 2)  # gunicorn processes
 WEB_THREADS = env_int("WEB_THREADS", 4)  # request threads per process (gthread)
 WEB_WORKER_CLASS = env_str("WEB_WORKER_CLASS", "gthread")
 WEB_TIMEOUT = env_int("WEB_TIMEOUT", 300)  # seconds a request may take (a large /predict)
-ACCESS_LOG = env_bool("ACCESS_LOG", False)  # gunicorn's access log on stdout
+ACCESS_LOG = env_bool("ACCESS_LOG", False)  # gunicorn's access log on stdout (every path, admin included)
+# One line per protocol request (method, path, status, ms, project, version) from the service.
+ALO_ACCESS_LOG = env_bool("ALO_ACCESS_LOG", True)
 WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 1)  # Celery worker processes under manage.py serve
 # Niceness a Celery worker adds to itself, so jobs yield the CPU to web requests (0: off).
 ALO_WORKER_NICE = env_int("ALO_WORKER_NICE", 10)
@@ -222,5 +263,9 @@ LOGGING = {
         "alembic": {"level": "WARNING"},
         "mlflow": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},  # one line per Label Studio page otherwise
+        # Celery's "received" and "succeeded" lines for every task: a burst's training checks,
+        # every 2 s, drowned the service's own lines (one per training, per push).
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
     },
 }

@@ -1,8 +1,13 @@
-"""URL routes: the ML backend protocol at the root, the admin under /admin/."""
+"""URL routes: the ML backend protocol at the root, the admin under /admin/, the management API under /api/."""
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("orchestrator.console.urls")),
     path("", include("orchestrator.mlbackend.urls")),
 ]
+
+admin.site.site_header = "Active-learning orchestrator"
+admin.site.site_title = "Active-learning console"
+admin.site.index_title = "Projects, model versions and jobs"

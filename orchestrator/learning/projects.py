@@ -19,7 +19,8 @@ from orchestrator.learning.models import Project, ScoringPolicy, TrainingPolicy
 from orchestrator.learning.project_keys import ProjectKeyError, parse_project_key
 from orchestrator.learning.scoring import runs as scoring_runs
 
-__all__ = ["ProjectKeyError", "parse_project_key", "project_for_predict", "setup_project"]
+__all__ = ["ProjectKeyError", "parse_project_key", "project_for_predict", "record_setup_refusal", "setup_project"]
+
 
 def setup_project(
     *, project_key: Any, label_config: str, extra_params: Any = None, hostname: str = ""
@@ -60,6 +61,8 @@ def setup_project(
             return project
         except IntegrityError:  # a concurrent /setup created it first
             project = Project.objects.select_related("serving_version").get(ls_project_id=ls_project_id)
+    if project.last_setup_error:
+        wanted["last_setup_error"] = ""
     changed = [field for field, value in wanted.items() if getattr(project, field) != value]
     for field in changed:
         setattr(project, field, wanted[field])
@@ -90,3 +93,25 @@ def project_for_predict(*, project_key: Any, label_config: str | None) -> Projec
     return setup_project(project_key=project_key, label_config=label_config,
                          extra_params=project.extra_params if project else None,
                          hostname=project.ls_hostname if project else "")
+
+
+def remember_title(project: Project, title: Any) -> None:
+    """Keep the project's title as Label Studio last showed it (/setup does not send it)."""
+    title = str(title or "")[:255]
+    if title and title != project.title:
+        Project.objects.filter(pk=project.pk).update(title=title)
+        project.title = title
+
+
+def record_setup_refusal(*, project_key: Any, reason: str) -> Project | None:
+    """A refused /setup: keep its reason on the project (the console shows it) if the project is
+    known. Label Studio shows its user only "400 Client Error"; this is where the reason goes."""
+    try:
+        ls_project_id = parse_project_key(project_key)
+    except ProjectKeyError:
+        return None
+    project = Project.objects.filter(ls_project_id=ls_project_id).first()
+    if project is not None:
+        Project.objects.filter(pk=project.pk).update(last_setup_error=reason[:5000],
+                                                     last_setup_error_at=timezone.now())
+    return project

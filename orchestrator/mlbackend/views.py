@@ -38,6 +38,11 @@ class BadRequest(Exception):
         self.detail, self.status = detail, status
 
 
+# Input errors answered 4xx with their message (422 for a label config the service cannot learn).
+REFUSALS = (LabelConfigError, TaskDataError, ForeignUrlError, projects.ProjectKeyError, extra_params.StrategyError,
+            extra_params.PolicyError, extra_params.FeaturesError, events.EventError)
+
+
 def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
     """Method check, optional basic auth, and input errors as 4xx JSON naming the problem."""
 
@@ -57,9 +62,7 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
                 return view(request)
             except BadRequest as exc:
                 return error(exc.status, exc.detail)
-            except (LabelConfigError, TaskDataError, ForeignUrlError, projects.ProjectKeyError,
-                    extra_params.StrategyError, extra_params.PolicyError, extra_params.FeaturesError,
-                    events.EventError) as exc:
+            except REFUSALS as exc:
                 return error(422 if isinstance(exc, LabelConfigError) else 400, str(exc))
             except LabelStudioError as exc:
                 logger.warning("label_studio_error path=%s error=%s", request.path, exc)
@@ -97,11 +100,19 @@ def setup(request: HttpRequest) -> HttpResponse:
     if not isinstance(schema, str) or not schema.strip():
         raise BadRequest('missing "schema": the project\'s label config XML')
     # hostname and access_token are recorded/ignored: calls go only to LABEL_STUDIO_URL.
-    project = projects.setup_project(
-        project_key=body["project"], label_config=schema,
-        extra_params=body.get("extra_params"), hostname=str(body.get("hostname") or ""),
-    )
-    return json_response({"model_version": model_cache.announced_version(project)})
+    try:
+        project = projects.setup_project(
+            project_key=body["project"], label_config=schema,
+            extra_params=body.get("extra_params"), hostname=str(body.get("hostname") or ""),
+        )
+    except REFUSALS as exc:
+        # Label Studio shows its user only "400 Client Error": the reason goes to the log and the console.
+        known = projects.record_setup_refusal(project_key=body["project"], reason=str(exc))
+        logger.warning("setup_refused project=%s known=%s reason=%s", str(body["project"])[:64], known is not None,
+                       exc)
+        raise
+    request.alo_project, request.alo_version = project.ls_project_id, model_cache.announced_version(project)
+    return json_response({"model_version": request.alo_version})
 
 
 @protocol_view(("POST",))
@@ -125,6 +136,7 @@ def predict(request: HttpRequest) -> HttpResponse:
     if project_key is None:
         raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
     predictor = predictions.predictor_for_request(project_key=project_key, label_config=body.get("label_config"))
+    request.alo_project, request.alo_version = predictor.ls_project_id, predictor.version
     results = predictions.predict(predictor=predictor, tasks=tasks)
     return json_response({"results": results})
 

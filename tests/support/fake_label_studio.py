@@ -13,8 +13,9 @@ from orchestrator.gateways import label_studio
 
 # The gateway functions this fake answers in place of Label Studio.
 FAKED = ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions", "delete_model_version",
-         "get_project", "update_project", "list_views", "save_view", "labeled_tasks", "project_summary", "list_projects",
-         "connect_model")
+         "get_project", "update_project", "list_views", "save_view", "labeled_tasks")
+# ... and those of the console's gateway (orchestrator/gateways/label_studio_console.py).
+CONSOLE_FAKED = ("project_summary", "list_projects", "connect_model")
 
 
 @dataclass
@@ -114,10 +115,9 @@ class FakeLabelStudio:
         return [{"id": i, "data": {"text": self.texts[i]}} for i in ids]
 
     def project_summary(self, ls_project_id):
-        tagged = {p["task"] for p in self.predictions}
         return {"title": self.project.get("title", ""), "tasks": len(self.texts), "annotated": len(self.labeled),
                 "queue": len(self.texts) - len(self.labeled), "predictions": len(self.predictions),
-                "tasks_predicted": len(tagged), "model_version": self.project.get("model_version", ""),
+                "model_version": self.project.get("model_version", ""),
                 "sampling": self.project.get("sampling", "")}
 
     def list_projects(self):

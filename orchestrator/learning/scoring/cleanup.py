@@ -9,6 +9,7 @@ import logging
 
 from orchestrator import jobs
 from orchestrator.gateways import label_studio
+from orchestrator.learning import projects
 from orchestrator.learning.models import ModelVersion, Project, ScoringRun
 from orchestrator.learning.scoring.context import ACTIVE
 
@@ -41,7 +42,9 @@ def clean_up(project_pk: int, attempt: int = 0) -> str:
             request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1)
         return "after the running push"
     present = label_studio.model_versions(ls_id)
-    current = label_studio.get_project(ls_id).get("model_version")
+    in_label_studio = label_studio.get_project(ls_id)
+    current = in_label_studio.get("model_version")
+    projects.remember_title(project, in_label_studio.get("title"))
     keep = {current} | set(ScoringRun.objects.filter(project=project, status__in=ACTIVE).values_list("tag", flat=True))
     stale = sorted(tag for tag in present if tag in own_tags(project) and tag not in keep)
     if not stale:

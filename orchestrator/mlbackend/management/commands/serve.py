@@ -10,6 +10,7 @@ import sys
 import time
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 
@@ -23,6 +24,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, host: str, no_worker: bool, **options):
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        if settings.ALO_ADMIN_USER or settings.ALO_ADMIN_PASSWORD:
+            call_command("bootstrap_admin", stdout=self.stdout)
         python = sys.executable
         commands = [
             [python, "-m", "gunicorn", "orchestrator.wsgi:application", "--config", "python:orchestrator.gunicorn_conf",
@@ -33,7 +36,9 @@ class Command(BaseCommand):
                              settings.LOG_LEVEL.lower(), "--concurrency", str(settings.WORKER_CONCURRENCY),
                              "--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")])
         children = [subprocess.Popen(cmd) for cmd in commands]
-        self.stdout.write(f"serving the ML backend at http://{host}:{port} (data: {settings.DATA_DIR})")
+        self.stdout.write(f"serving the ML backend at http://{host}:{port} (data: {settings.DATA_DIR})\n"
+                          f"console: http://{host}:{port}/admin/ (an account: make admin, or ALO_ADMIN_USER and "
+                          f"ALO_ADMIN_PASSWORD); management API: http://{host}:{port}/api/docs/")
 
         def stop(*_):
             for child in children:

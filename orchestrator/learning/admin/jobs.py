@@ -1,0 +1,106 @@
+"""Training and scoring runs (progress, duration, phases, cancel, retry) and received events."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from orchestrator.learning.admin.common import (ReadOnlyAdmin, RefreshWhileRunning, _duration, _short, _timings,
+                                                progress_bar)
+from orchestrator.learning.models import Project, ScoringRun, TrainingRun, WebhookEvent
+from orchestrator.learning.scoring import runs
+from orchestrator.learning.training import schedule as training_schedule
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
+    active_statuses = (TrainingRun.Status.RUNNING,)
+    list_display = ("pk", "project", "trigger", "status", "num_events", "num_annotations", "model_version",
+                    "promoted", "duration", "phases", "started_at", "detail")
+    list_filter = ("status", "trigger", "project")
+    search_fields = ("project__ls_project_id", "detail")
+    actions = ["retry"]
+
+    @admin.display(description="duration")
+    def duration(self, run: TrainingRun) -> str:
+        return _duration(run.started_at, run.finished_at)
+
+    @admin.display(description="phases")
+    def phases(self, run: TrainingRun) -> str:
+        return _timings(run.timings)
+
+    @admin.action(description="Retry: train the project now")
+    def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for project in Project.objects.filter(pk__in=queryset.values("project")):
+            event = training_schedule.request_training(project)
+            self.message_user(request, f"{project}: training asked for (event {event.pk})")
+
+
+@admin.register(ScoringRun)
+class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
+    active_statuses = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
+    list_display = ("pk", "project", "tag", "strategy", "trigger", "status", "progress", "duration", "phases",
+                    "attempts", "error_text")
+    readonly_fields = ("all_phases",)
+    list_filter = ("status", "mode", "trigger", "project")
+    search_fields = ("project__ls_project_id", "tag", "error")
+    actions = ["cancel", "retry"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("project", "model_version")
+
+    @admin.display(description="progress (tasks)")
+    def progress(self, run: ScoringRun) -> str:
+        return progress_bar(run)
+
+    @admin.display(description="duration")
+    def duration(self, run: ScoringRun) -> str:
+        return _duration(run.started_at, run.finished_at)
+
+    @admin.display(description="slowest phases")
+    def phases(self, run: ScoringRun) -> str:
+        return _timings(run.timings)
+
+    @admin.display(description="phases (seconds)")
+    def all_phases(self, run: ScoringRun) -> str:
+        return _timings(run.timings, top=None)
+
+    @admin.display(description="error")
+    def error_text(self, run: ScoringRun) -> str:
+        return _short(run.error) or "-"
+
+    @admin.action(description="Cancel (stops before its next chunk)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for run in queryset:
+            try:
+                runs.cancel(run, by=request.user.get_username())
+                where = f"at {run.done}/{run.total}" if run.started_at else "before it started"
+                self.message_user(request, f"scoring run {run.pk} ({run.tag}) is cancelled {where}")
+            except runs.RunError as error:
+                self.message_user(request, str(error), messages.ERROR)
+
+    @admin.action(description="Retry (goes on from where it stopped when it can)")
+    def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for run in queryset:
+            try:
+                answer = runs.retry(run)
+            except runs.RunError as error:
+                self.message_user(request, str(error), messages.ERROR)
+                continue
+            if answer is None:
+                self.message_user(request, f"scoring run {run.pk}: nothing to score with", messages.WARNING)
+            elif answer.pk == run.pk:
+                self.message_user(request, f"scoring run {run.pk} goes on from {run.cursor} ({answer.status})")
+            else:
+                self.message_user(request, f"scoring run {run.pk}: a new run {answer.pk} ({answer.tag}) re-scores")
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super(ReadOnlyAdmin, self).has_delete_permission(request, obj)  # old events may go
+
+    list_display = ("action", "ls_project_id", "cancelled", "received_at", "processed_at")
+    list_filter = ("action", "cancelled")

@@ -1,0 +1,83 @@
+"""Model versions: metrics as columns, the MLflow run, and promote / roll back / retire."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from orchestrator.learning import versions
+from orchestrator.learning.admin.common import ReadOnlyAdmin, _metric
+from orchestrator.learning.models import ModelVersion, Project
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = ("version", "project", "status", "num_annotations", "macro_f1", "accuracy", "class_counts",
+                    "kappa", "stop", "mlflow_run", "finished_at")
+    list_filter = ("status", "stop_suggested", "features", "strategy", "project")
+    search_fields = ("version", "mlflow_run_id")
+    exclude = ("stop_predictions",)
+    actions = ["promote", "roll_back", "retire"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("project").defer("stop_predictions")
+
+    @admin.display(description="κ to previous", ordering="stop_kappa")
+    def kappa(self, version: ModelVersion) -> str:
+        return "-" if version.stop_kappa is None else f"{version.stop_kappa:.3f}"
+
+    @admin.display(description="stop?", boolean=True, ordering="stop_suggested")
+    def stop(self, version: ModelVersion) -> bool:
+        return version.stop_suggested
+
+    @admin.display(description="macro-F1 (CV)")
+    def macro_f1(self, version: ModelVersion) -> str:
+        return _metric(version, "macro_f1")
+
+    @admin.display(description="accuracy (CV)")
+    def accuracy(self, version: ModelVersion) -> str:
+        return _metric(version, "accuracy")
+
+    @admin.display(description="annotations per class")
+    def class_counts(self, version: ModelVersion) -> str:
+        counts = {k.removeprefix("count_"): int(v) for k, v in (version.metrics or {}).items()
+                  if k.startswith("count_")}
+        return ", ".join(f"{label} {n}" for label, n in counts.items()) or "-"
+
+    @admin.display(description="MLflow run")
+    def mlflow_run(self, version: ModelVersion) -> str:
+        if not version.mlflow_run_id:
+            return "-"
+        if not settings.MLFLOW_UI_URL:
+            return version.mlflow_run_id[:12]
+        return format_html("<a href='{}/#/experiments/0/runs/{}' target='_blank'>{}</a>", settings.MLFLOW_UI_URL,
+                           version.mlflow_run_id, version.mlflow_run_id[:12])
+
+    @admin.action(description="Promote: serve this version and re-score the queue")
+    def promote(self, request: HttpRequest, queryset: QuerySet) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "select exactly one version to promote", messages.ERROR)
+            return
+        try:
+            self.message_user(request, f"{queryset.get().project}: {versions.promote(queryset.get()).describe()}")
+        except versions.VersionError as error:
+            self.message_user(request, str(error), messages.ERROR)
+
+    @admin.action(description="Roll back its project to the version before the serving one")
+    def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for project in Project.objects.filter(pk__in=queryset.values("project")):
+            try:
+                self.message_user(request, f"{project}: {versions.roll_back(project).describe()}")
+            except versions.VersionError as error:
+                self.message_user(request, str(error), messages.ERROR)
+
+    @admin.action(description="Retire: never serve it again by a roll back")
+    def retire(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for version in queryset:
+            try:
+                versions.retire(version)
+                self.message_user(request, f"{version.project}: {version.version} is retired")
+            except versions.VersionError as error:
+                self.message_user(request, str(error), messages.ERROR)

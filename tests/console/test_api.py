@@ -1,0 +1,116 @@
+"""The management API: permissions, each operation, errors as JSON naming the problem, the schema."""
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from orchestrator.learning.models import ModelVersion, ScoringRun
+
+
+def body(response):
+    return orjson.loads(response.content)
+
+
+@pytest.mark.parametrize("path", ["/api/projects/", "/api/versions/", "/api/scoring-runs/", "/api/strategies/"])
+def test_anonymous_is_401_and_non_staff_is_403(client, django_user_model, path):
+    from rest_framework.authtoken.models import Token
+
+    anonymous = client.get(path)
+    assert anonymous.status_code == 401 and "credentials were not provided" in body(anonymous)["detail"]
+    assert anonymous["WWW-Authenticate"] == "Token"
+    annotator = django_user_model.objects.create_user("annotator", password="pw-annotator-1")
+    token = Token.objects.create(user=annotator).key
+    refused = client.get(path, HTTP_AUTHORIZATION=f"Token {token}")
+    assert refused.status_code == 403 and "permission" in body(refused)["detail"]
+    wrong = client.get(path, HTTP_AUTHORIZATION="Token not-a-token")
+    assert wrong.status_code == 401 and body(wrong)["detail"] == "Invalid token."
+
+
+def test_projects_versions_and_the_learning_curve(api, two_versions):
+    project, first, second = two_versions
+    listed = body(api.get("/api/projects/"))
+    assert listed["count"] == 1 and listed["results"][0]["ls_project_id"] == project.ls_project_id
+    detail = body(api.get(f"/api/projects/{project.ls_project_id}/"))
+    assert detail["serving_version"] == second.version and detail["schedule"]["describe"] == "off"
+    versions = body(api.get(f"/api/projects/{project.ls_project_id}/versions/"))["results"]
+    assert [(v["version"], v["serving"]) for v in versions] == [(second.version, True), (first.version, False)]
+    assert versions[0]["metrics"]["macro_f1"] > 0.5
+    curve = body(api.get(f"/api/projects/{project.ls_project_id}/learning-curve/"))
+    assert [p["annotations"] for p in curve] == [400, 300]
+    missing = api.get("/api/projects/999/")
+    assert missing.status_code == 404 and body(missing)["detail"]
+    narrowed = api.get("/api/versions/", {"project": "x"})
+    assert narrowed.status_code == 400 and "a Label Studio project id" in body(narrowed)["project"]
+
+
+def test_promote_roll_back_and_retire_through_the_api(api, two_versions, fake_ls, queued_runs):
+    project, first, second = two_versions
+    rolled = api.post(f"/api/projects/{project.ls_project_id}/roll-back/")
+    assert rolled.status_code == 200 and body(rolled)["serving_version"] == first.version
+    run = ScoringRun.objects.get(pk=body(rolled)["scoring_run"])
+    assert run.model_version == first and queued_runs[-1] == run.pk
+    again = api.post(f"/api/projects/{project.ls_project_id}/roll-back/")
+    assert again.status_code == 409 and "no older version can serve" in body(again)["detail"]
+    promoted = api.post(f"/api/versions/{second.pk}/promote/")
+    assert promoted.status_code == 200 and body(promoted)["serving_version"] == second.version
+    serving = api.post(f"/api/versions/{second.pk}/retire/")
+    assert serving.status_code == 409 and "promote another version or roll back first" in body(serving)["detail"]
+    retired = api.post(f"/api/versions/{first.pk}/retire/")
+    assert retired.status_code == 200 and ModelVersion.objects.get(pk=first.pk).status == ModelVersion.Status.RETIRED
+    assert api.get(f"/api/versions/{first.pk}/promote/").status_code == 405
+
+
+def test_strategy_and_schedule_through_the_api(api, trained_sms_project, fake_ls, queued_runs):
+    project, version = trained_sms_project
+    url = f"/api/projects/{project.ls_project_id}"
+    bad = api.put(f"{url}/strategy/", {"strategy": "ranked_batch", "params": {"candidates": 0}},
+                  content_type="application/json")
+    assert bad.status_code == 400 and body(bad)["field"] == "strategy_params"
+    assert "candidates must be a positive integer" in body(bad)["detail"]
+    unknown = api.put(f"{url}/strategy/", {"strategy": "foo"}, content_type="application/json")
+    assert unknown.status_code == 400 and "known: consensus_entropy" in body(unknown)["detail"]
+    changed = api.put(f"{url}/strategy/", {"strategy": "entropy"}, content_type="application/json")
+    assert changed.status_code == 200 and ScoringRun.objects.get(pk=body(changed)["scoring_run"]).strategy == "entropy"
+
+    crontab = api.put(f"{url}/schedule/", {"kind": "crontab", "crontab": "0 2 * * *"}, content_type="application/json")
+    assert crontab.status_code == 200 and body(crontab)["describe"] == "crontab 0 2 * * * (UTC)"
+    assert body(api.get(f"{url}/schedule/"))["kind"] == "crontab"
+    wrong = api.put(f"{url}/schedule/", {"kind": "hours", "every_hours": -1}, content_type="application/json")
+    assert wrong.status_code == 400 and "between 1/60" in body(wrong)["every_hours"][0]
+    assert api.put(f"{url}/schedule/", {"kind": "weekly"}, content_type="application/json").status_code == 400
+    assert api.put(f"{url}/schedule/", b"{not json", content_type="application/json").status_code == 400
+
+
+def test_train_score_cancel_and_retry_through_the_api(api, trained_sms_project, fake_ls, queued_runs, jobs_sent):
+    from orchestrator import jobs
+    from orchestrator.learning.models import WebhookEvent
+
+    project, version = trained_sms_project
+    url = f"/api/projects/{project.ls_project_id}"
+    trained = api.post(f"{url}/train/")
+    assert trained.status_code == 202
+    assert WebhookEvent.objects.get(pk=body(trained)["event"]).action == "START_TRAINING"
+    assert any(job.task == jobs.CHECK_TRAINING for job in jobs_sent)
+    scored = api.post(f"{url}/score/")
+    assert scored.status_code == 202
+    run_id = body(scored)["scoring_run"]
+    cancelled = api.post(f"/api/scoring-runs/{run_id}/cancel/")
+    assert cancelled.status_code == 200 and body(cancelled)["status"] == "cancelled"
+    twice = api.post(f"/api/scoring-runs/{run_id}/cancel/")
+    assert twice.status_code == 409 and "only a queued or running run can be cancelled" in body(twice)["detail"]
+    retried = api.post(f"/api/scoring-runs/{run_id}/retry/")
+    assert retried.status_code == 202 and body(retried)["status"] == "queued"
+    runs = body(api.get("/api/scoring-runs/", {"project": project.ls_project_id}))
+    assert runs["count"] >= 1 and all(r["project"] == project.ls_project_id for r in runs["results"])
+
+
+def test_the_schema_validates_and_its_pages_render(api):
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.validation import validate_schema
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    validate_schema(schema)  # raises on an invalid OpenAPI document
+    assert "/api/projects/{ls_project_id}/roll-back/" in schema["paths"]
+    assert api.get("/api/schema/").status_code == 200
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content
