@@ -22,10 +22,12 @@ from orchestrator.console.pagination import ID
 from orchestrator.learning import selectors, steering, versions
 from orchestrator.learning.models import ModelVersion, Project, ScoringRun, TrainingRun
 from orchestrator.learning.scoring import runs
+from orchestrator.learning.training import loop as training_loop
 from orchestrator.learning.training import schedule as training_schedule
 
 # Refusals of the services, as statuses: a bad value is 400; an act the current state forbids, 409.
-STATUS_OF = {steering.SettingError: 400, versions.VersionError: 409, runs.RunError: 409}
+STATUS_OF = {steering.SettingError: 400, versions.VersionError: 409, runs.RunError: 409,
+             training_loop.CancelError: 409}
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -114,19 +116,25 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
                         scoring_run=served.scoring_run.pk if served.scoring_run else None)
 
 
-class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
-    """Every project's model versions, newest first; `?project=<Label Studio id>` narrows."""
+class ProjectRows(viewsets.ReadOnlyModelViewSet):
+    """Rows of every project, newest first; `?project=<Label Studio id>` narrows the list."""
 
     lookup_value_regex = ID
-    serializer_class = s.ModelVersionSerializer
+    rows: QuerySet  # the model's rows, related objects selected and ordered
 
     def get_queryset(self) -> QuerySet:
-        rows = ModelVersion.objects.select_related("project").defer("stop_predictions").order_by("-created_at", "-pk")
-        return _of_project(rows, self.request)
+        return _of_project(self.rows.all(), self.request)
 
     @extend_schema(parameters=[OpenApiParameter("project", int, description="Label Studio project id")])
     def list(self, request: Request, *args, **kwargs) -> Response:
         return super().list(request, *args, **kwargs)
+
+
+class ModelVersionViewSet(ProjectRows):
+    """Every project's model versions."""
+
+    serializer_class = s.ModelVersionSerializer
+    rows = ModelVersion.objects.select_related("project").defer("stop_predictions").order_by("-created_at", "-pk")
 
     @extend_schema(request=None, responses=s.OutcomeSerializer)
     @action(detail=True, methods=["post"])
@@ -144,19 +152,11 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return _outcome(f"{version.version} is retired")
 
 
-class ScoringRunViewSet(viewsets.ReadOnlyModelViewSet):
-    """Scoring runs (pushes), newest first; `?project=<Label Studio id>` narrows."""
+class ScoringRunViewSet(ProjectRows):
+    """Scoring runs (pushes)."""
 
-    lookup_value_regex = ID
     serializer_class = s.ScoringRunSerializer
-
-    def get_queryset(self) -> QuerySet:
-        rows = ScoringRun.objects.select_related("project", "model_version").order_by("-created_at", "-pk")
-        return _of_project(rows, self.request)
-
-    @extend_schema(parameters=[OpenApiParameter("project", int, description="Label Studio project id")])
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        return super().list(request, *args, **kwargs)
+    rows = ScoringRun.objects.select_related("project", "model_version").order_by("-created_at", "-pk")
 
     @extend_schema(request=None, responses=s.ScoringRunSerializer)
     @action(detail=True, methods=["post"])
@@ -174,19 +174,18 @@ class ScoringRunViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(s.ScoringRunSerializer(answer).data, status=status.HTTP_202_ACCEPTED)
 
 
-class TrainingRunViewSet(viewsets.ReadOnlyModelViewSet):
-    """Training runs, newest first; `?project=<Label Studio id>` narrows."""
+class TrainingRunViewSet(ProjectRows):
+    """Training runs."""
 
-    lookup_value_regex = ID
     serializer_class = s.TrainingRunSerializer
+    rows = TrainingRun.objects.select_related("project", "model_version").order_by("-started_at", "-pk")
 
-    def get_queryset(self) -> QuerySet:
-        rows = TrainingRun.objects.select_related("project", "model_version").order_by("-started_at", "-pk")
-        return _of_project(rows, self.request)
-
-    @extend_schema(parameters=[OpenApiParameter("project", int, description="Label Studio project id")])
-    def list(self, request: Request, *args, **kwargs) -> Response:
-        return super().list(request, *args, **kwargs)
+    @extend_schema(request=None, responses=s.TrainingRunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Stop a running training before its next phase; a version it fitted is not promoted."""
+        run = training_loop.cancel(self.get_object(), by=request.user.get_username())
+        return Response(s.TrainingRunSerializer(run).data)
 
 
 class StrategyList(APIView):

@@ -91,7 +91,7 @@ class TrainingRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = ("id", "project", "trigger", "status", "num_events", "num_annotations", "model_version", "promoted",
-                  "detail", "timings", "started_at", "finished_at")
+                  "detail", "cancel_requested_by", "timings", "started_at", "finished_at")
         read_only_fields = fields
 
 

@@ -183,6 +183,7 @@ class TrainingRun(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         SKIPPED = "skipped"
+        CANCELLED = "cancelled"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
     trigger = models.CharField(max_length=32, help_text="start_training, annotations, quiet, reconcile or manual.")
@@ -197,6 +198,8 @@ class TrainingRun(models.Model):
     promoted = models.BooleanField(default=False)
     detail = models.TextField(blank=True, help_text="Why it was skipped, not promoted, or failed.")
     owner = models.CharField(max_length=64, blank=True, help_text="The lease owner (worker) that ran it.")
+    cancel_requested_by = models.CharField(
+        max_length=150, blank=True, help_text="Who asked to cancel it: the run stops before its next phase.")
     timings = models.JSONField(
         default=dict, blank=True, help_text="Seconds spent reading from Label Studio, cross-validating, fitting, "
                                             "predicting the stop set, and logging to MLflow.",

@@ -174,6 +174,18 @@ def test_a_queued_run_is_cancelled_from_the_run_list_and_the_list_refreshes_whil
     assert "Refresh" not in admin_client.get(listing)
 
 
+def test_a_running_training_is_cancelled_from_the_training_run_list(admin_client, two_versions):
+    from orchestrator.learning.models import TrainingRun
+
+    project, _, _ = two_versions
+    running = TrainingRun.objects.create(project=project, trigger="start_training")
+    listing = reverse("admin:learning_trainingrun_changelist")
+    assert admin_client.get(listing)["Refresh"] == "3"
+    response = admin_client.post(listing, {"action": "cancel", "_selected_action": [running.pk]}, follow=True)
+    assert f"Training run {running.pk} of {project} stops before its next phase" in response.content.decode()
+    assert TrainingRun.objects.get(pk=running.pk).cancel_requested_by == "admin"
+
+
 def test_records_the_service_writes_offer_no_add_button(admin_client, two_versions):
     for name in ("project", "modelversion", "scoringrun", "trainingrun"):
         add = reverse(f"admin:learning_{name}_add")

@@ -104,6 +104,20 @@ def test_train_score_cancel_and_retry_through_the_api(api, trained_sms_project, 
     assert runs["count"] >= 1 and all(r["project"] == project.ls_project_id for r in runs["results"])
 
 
+def test_a_running_training_is_cancelled_through_the_api_and_a_finished_one_is_a_409(api, trained_sms_project):
+    from orchestrator.learning.models import TrainingRun
+
+    project, _ = trained_sms_project
+    running = TrainingRun.objects.create(project=project, trigger="start_training")
+    cancelled = api.post(f"/api/training-runs/{running.pk}/cancel/")
+    assert cancelled.status_code == 200 and body(cancelled)["cancel_requested_by"] == "lead"
+    assert body(cancelled)["status"] == "running"  # the worker stops it before its next phase
+    TrainingRun.objects.filter(pk=running.pk).update(status=TrainingRun.Status.SUCCEEDED)
+    over = api.post(f"/api/training-runs/{running.pk}/cancel/")
+    assert over.status_code == 409 and "only a running training can be cancelled" in body(over)["detail"]
+    assert api.post("/api/training-runs/123456789/cancel/").status_code == 404
+
+
 def test_the_schema_validates_and_its_pages_render(api):
     from drf_spectacular.generators import SchemaGenerator
     from drf_spectacular.validation import validate_schema

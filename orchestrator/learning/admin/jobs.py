@@ -11,6 +11,7 @@ from orchestrator.learning.admin.common import (ReadOnlyAdmin, RefreshWhileRunni
                                                 progress_bar)
 from orchestrator.learning.models import Project, ScoringRun, TrainingRun, WebhookEvent
 from orchestrator.learning.scoring import runs
+from orchestrator.learning.training import loop as training_loop
 from orchestrator.learning.training import schedule as training_schedule
 
 
@@ -21,7 +22,7 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
                     "promoted", "duration", "phases", "started_at", "detail")
     list_filter = ("status", "trigger", "project")
     search_fields = ("project__ls_project_id", "detail")
-    actions = ["retry"]
+    actions = ["cancel", "retry"]
 
     @admin.display(description="duration")
     def duration(self, run: TrainingRun) -> str:
@@ -30,6 +31,15 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
     @admin.display(description="phases")
     def phases(self, run: TrainingRun) -> str:
         return _timings(run.timings)
+
+    @admin.action(description="Cancel (stops before its next phase; a fitted version is not promoted)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for run in queryset:
+            try:
+                training_loop.cancel(run, by=request.user.get_username())
+                self.message_user(request, f"training run {run.pk} of {run.project} stops before its next phase")
+            except training_loop.CancelError as error:
+                self.message_user(request, str(error), messages.ERROR)
 
     @admin.action(description="Retry: train the project now")
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -101,6 +101,32 @@ def _abandon_dead_runs(project: Project) -> None:
         status=ModelVersion.Status.FAILED, error="the worker stopped during training", finished_at=timezone.now())
 
 
+class CancelError(RuntimeError):
+    """A training run that cannot be cancelled (it is over)."""
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def cancel(run: TrainingRun, *, by: str = "") -> TrainingRun:
+    """Ask a running training to stop: it does before its next phase (after counting, reading or
+    fitting). A version it already fitted stays ready (it can be promoted) and is not promoted."""
+    who = by or "an operator"
+    if not TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(cancel_requested_by=who):
+        run.refresh_from_db()
+        raise CancelError(f"training run {run.pk} is {run.status}: only a running training can be cancelled")
+    run.refresh_from_db()
+    logger.info("training_cancel_requested project=%s run=%s by=%s", run.project.ls_project_id, run.pk, who)
+    return run
+
+
+def _stop_if_cancelled(run: TrainingRun) -> None:
+    who = TrainingRun.objects.filter(pk=run.pk).values_list("cancel_requested_by", flat=True).first()
+    if who:
+        raise _Cancelled(who)
+
+
 def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
     """One training run: count, read, skip when there is nothing new to learn, train, promote or not."""
     policy = selectors.training_policy(project)
@@ -117,9 +143,11 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
         if not asked and run.ls_annotation_count < policy.min_annotations:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{run.ls_annotation_count} "
                            f"annotations in Label Studio; the policy trains from {policy.min_annotations}")
+        _stop_if_cancelled(run)
         dataset = timer("read", lambda: read_dataset(project))
         run.timings = timer.rounded()
         run.num_annotations = len(dataset.examples)
+        _stop_if_cancelled(run)
         if not asked and len(dataset.examples) < policy.min_annotations:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{len(dataset.examples)} usable "
                            f"annotations; the policy trains from {policy.min_annotations}")
@@ -135,9 +163,14 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
         finally:
             run.timings = timer.rounded()
         run.model_version = version
+        _stop_if_cancelled(run)
         run.promoted, why = promotion.promote_if_allowed(version=version, policy=policy,
                                                          serving_metrics=serving_metrics)
         return _finish(run, TrainingRun.Status.SUCCEEDED, "trained", why)
+    except _Cancelled as who:
+        kept = (f"; {run.model_version.version} was trained and stays ready, not promoted" if run.model_version
+                else "")
+        return _finish(run, TrainingRun.Status.CANCELLED, "cancelled", f"cancelled by {who}{kept}")
     except Exception as exc:  # recorded, never raised: the worker lives on, the old version serves
         detail = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (TrainingDataError, label_studio.LabelStudioError)):

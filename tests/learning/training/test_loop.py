@@ -148,3 +148,55 @@ def test_reconciliation_asks_again_for_events_a_lost_message_left(sms_project, q
     assert loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0}
     assert queued_checks == [(sms_project.pk, 0.0)]
     assert loop.reconcile()["checks_requested"] == 0  # a check is on its way
+
+
+def _running_run(project) -> TrainingRun:
+    return TrainingRun.objects.get(project=project, status=TrainingRun.Status.RUNNING)
+
+
+def test_a_training_cancelled_while_it_reads_stops_before_fitting(trained_sms_project, queued_checks, train_on):
+    project, serving = trained_sms_project
+    tasks = ls_tasks(sms_rows(60))
+
+    def read_while_an_operator_cancels(ls_project_id):
+        loop.cancel(_running_run(project), by="lead")
+        return tasks
+
+    result = train_on(project, trigger="start_training", tasks=read_while_an_operator_cancels)
+    run = result.run
+    assert result.outcome == "cancelled" and run.status == TrainingRun.Status.CANCELLED
+    assert run.detail == "cancelled by lead" and run.model_version is None and run.num_annotations == 60
+    assert ModelVersion.objects.filter(project=project).count() == 1
+    project.refresh_from_db()
+    assert project.serving_version == serving
+    assert project.training_lease_owner == ""  # the lease is given back: the next training may run
+
+
+def test_a_training_cancelled_while_it_fits_keeps_its_version_ready_and_does_not_promote(
+        trained_sms_project, queued_checks, train_on, monkeypatch):
+    project, serving = trained_sms_project
+    fit = loop.train_model_version
+
+    def fit_while_an_operator_cancels(**kwargs):
+        version = fit(**kwargs)
+        loop.cancel(_running_run(project), by="lead")
+        return version
+
+    monkeypatch.setattr(loop, "train_model_version", fit_while_an_operator_cancels)
+    run = train_on(project, trigger="start_training", tasks=ls_tasks(sms_rows(60))).run
+    assert run.status == TrainingRun.Status.CANCELLED and not run.promoted
+    assert run.detail == f"cancelled by lead; {run.model_version.version} was trained and stays ready, not promoted"
+    assert ModelVersion.objects.get(pk=run.model_version.pk).status == ModelVersion.Status.READY
+    project.refresh_from_db()
+    assert project.serving_version == serving
+
+
+def test_only_a_running_training_can_be_cancelled(trained_sms_project, queued_checks, train_on):
+    import pytest
+
+    project, _ = trained_sms_project
+    run = train_on(project, trigger="start_training", tasks=ls_tasks(sms_rows(40))).run
+    with pytest.raises(loop.CancelError, match=f"training run {run.pk} is succeeded"):
+        loop.cancel(run, by="lead")
+    run.refresh_from_db()
+    assert run.cancel_requested_by == "" and run.status == TrainingRun.Status.SUCCEEDED
