@@ -12,7 +12,7 @@ CONSOLE_TIMEOUT = 5.0  # a page waits at most this long on Label Studio
 
 
 def project_summary(ls_project_id: int) -> dict[str, Any]:
-    """Title and counts of a project as Label Studio has them now, without retries. The counts come
+    """Title, counts and predictions per model_version of a project as Label Studio has them now. The counts come
     from the Data Manager's task list (what its footer shows): the project's own counters stay 0
     for tasks imported with their annotations."""
     quick = {"retries": 0, "request_options": {"timeout_in_seconds": CONSOLE_TIMEOUT}}
@@ -24,10 +24,12 @@ def project_summary(ls_project_id: int) -> dict[str, Any]:
                                                      "include": "id", "query": query}, **quick).json()
 
     every, queue = page([]), page([UNLABELED])
+    tags = _request("GET", f"api/projects/{int(ls_project_id)}/model-versions/", **quick).json()
     tasks, unlabeled = int(every.get("total") or 0), int(queue.get("total") or 0)
     return {"title": body.get("title") or "", "tasks": tasks, "annotated": tasks - unlabeled, "queue": unlabeled,
             "predictions": int(every.get("total_predictions") or 0),
-            "model_version": body.get("model_version") or "", "sampling": body.get("sampling") or ""}
+            "model_version": body.get("model_version") or "", "sampling": body.get("sampling") or "",
+            "tags": {str(k): int(v) for k, v in tags.items()} if isinstance(tags, dict) else {}}
 
 
 def list_projects() -> list[dict[str, Any]]:

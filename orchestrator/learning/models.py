@@ -94,15 +94,17 @@ class ModelVersion(models.Model):
     """One trained model of a project, mirrored from the MLflow Model Registry."""
 
     class Status(models.TextChoices):
-        TRAINING = "training"
-        READY = "ready", "ready (trained, can serve)"
-        FAILED = "failed"
-        SERVING = "serving"
-        RETIRED = "retired", "retired (by an operator; a roll back skips it)"
+        TRAINING = "training", "training"
+        READY = "ready", "ready"
+        FAILED = "failed", "failed"
+        SERVING = "serving", "serving"
+        RETIRED = "retired", "retired"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=100, help_text="What Label Studio sees as model_version.")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING, help_text=(
+        "serving: /predict and pushes use it; ready: trained and can serve (a promotion or a roll back); "
+        "retired: an operator took it out of use (a roll back skips it); failed: its training failed."))
     label_config_digest = models.CharField(max_length=16)
     features = models.CharField(max_length=32, default="tfidf", help_text="What this version learned from.")
     mlflow_run_id = models.CharField(max_length=64, blank=True)

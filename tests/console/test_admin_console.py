@@ -79,6 +79,10 @@ def test_the_project_page_shows_labels_curve_jobs_and_strategies_with_descriptio
     project.refresh_from_db()
     assert project.title == "SMS triage"  # as Label Studio shows it now
     assert first.version in html and second.version in html
+    assert "being deleted" not in html
+    fake_ls.predictions = [{"task": 1, "model_version": first.version}, {"task": 1, "model_version": second.version}]
+    fake_ls.project["model_version"] = second.version
+    assert "2 predictions (1 of older pushes, being deleted)" in admin_client.get(page).content.decode()
 
 
 def test_changing_the_strategy_in_the_form_re_scores_and_says_so(admin_client, two_versions, page, fake_ls,

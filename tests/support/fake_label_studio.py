@@ -118,7 +118,7 @@ class FakeLabelStudio:
         return {"title": self.project.get("title", ""), "tasks": len(self.texts), "annotated": len(self.labeled),
                 "queue": len(self.texts) - len(self.labeled), "predictions": len(self.predictions),
                 "model_version": self.project.get("model_version", ""),
-                "sampling": self.project.get("sampling", "")}
+                "sampling": self.project.get("sampling", ""), "tags": dict(collections.Counter(p["model_version"] for p in self.predictions))}
 
     def list_projects(self):
         return [{"id": pid, "title": title} for pid, title in sorted(self.others.items())]

@@ -7,8 +7,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from orchestrator.learning.admin.common import (ReadOnlyAdmin, RefreshWhileRunning, _duration, _short, _timings,
-                                                progress_bar)
+from orchestrator.learning.admin.common import (
+    ReadOnlyAdmin,
+    RefreshWhileRunning,
+    _duration,
+    _short,
+    _timings,
+    progress_bar,
+)
 from orchestrator.learning.models import Project, ScoringRun, TrainingRun, WebhookEvent
 from orchestrator.learning.scoring import runs
 from orchestrator.learning.training import loop as training_loop

@@ -19,6 +19,7 @@ from orchestrator.learning import projects, selectors, steering, versions
 from orchestrator.learning.admin.common import _metric, progress_bar, strategy_choices
 from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringRun, TrainingPolicy
 from orchestrator.learning.scoring import runs
+from orchestrator.learning.scoring.cleanup import own_tags
 from orchestrator.learning.training import schedule as training_schedule
 
 
@@ -242,11 +243,15 @@ class ProjectAdmin(admin.ModelAdmin):
         except label_studio.LabelStudioError as error:
             return f"Label Studio could not be read: {error}"
         projects.remember_title(project, summary["title"])
+        # Between a push switching the queue and its clean-up, tasks carry an older tag's prediction too.
+        ours = own_tags(project) - {summary["model_version"]}
+        old = sum(n for tag, n in summary["tags"].items() if tag in ours)
+        extra = f" ({old} of older pushes, being deleted)" if old else ""
         return format_html(
-            "<b>{}</b>: {} tasks, {} annotated, {} in the queue (unlabeled), {} predictions; sorts by "
+            "<b>{}</b>: {} tasks, {} annotated, {} in the queue (unlabeled), {} predictions{}; sorts by "
             "model_version <code>{}</code>, sampling {} — <a href='{}/projects/{}/data' target='_blank'>open</a>",
             summary["title"] or "(untitled)", summary["tasks"], summary["annotated"], summary["queue"],
-            summary["predictions"], summary["model_version"] or "(none)", summary["sampling"] or "-",
+            summary["predictions"], extra, summary["model_version"] or "(none)", summary["sampling"] or "-",
             settings.LABEL_STUDIO_URL, project.ls_project_id)
 
     @admin.display(description="Label config")
