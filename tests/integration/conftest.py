@@ -4,6 +4,7 @@ Each is started on a free loopback port and stopped (whole process group) afterw
 """
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -74,6 +75,22 @@ class Service:
         return self.manage("shell", "--no-imports", "-c", code).strip()
 
 
+_databases = itertools.count(1)
+
+
+def fresh_database(url: str) -> str:
+    """A new, empty PostgreSQL database on the suite's server for one service, as SQLite gets a new
+    file per service: two Label Studios number their projects alike, and a row left by an earlier
+    test under the same project id would be taken for this test's project."""
+    import psycopg
+
+    name = f"alo_service_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
 def start_service(data_dir: Path, label_studio: LabelStudioServer | None, extra_env: dict | None = None) -> Service:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BASIC_AUTH_"))}
     env.update({
@@ -85,6 +102,8 @@ def start_service(data_dir: Path, label_studio: LabelStudioServer | None, extra_
     if label_studio is not None:
         env.update({"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token})
     env.update(extra_env or {})
+    if env.get("DATABASE_URL", "").startswith("postgres"):
+        env["DATABASE_URL"] = fresh_database(env["DATABASE_URL"])
     port = free_port()
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], env=env, cwd=ROOT,
                    check=True, timeout=300)

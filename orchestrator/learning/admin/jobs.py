@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from orchestrator.learning.admin.common import (
     ReadOnlyAdmin,
@@ -25,18 +26,21 @@ from orchestrator.learning.training import schedule as training_schedule
 class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
     active_statuses = (TrainingRun.Status.RUNNING,)
     list_display = ("pk", "project", "trigger", "status", "num_events", "num_annotations", "model_version",
-                    "promoted", "duration", "phases", "started_at", "detail")
+                    "promoted", "duration", "started_at", "detail_text")
     list_filter = ("status", "trigger", "project")
     search_fields = ("project__ls_project_id", "detail")
     actions = ["cancel", "retry"]
 
-    @admin.display(description="duration")
+    @admin.display(description="duration (slowest phases)")
     def duration(self, run: TrainingRun) -> str:
-        return _duration(run.started_at, run.finished_at)
+        phases = _timings(run.timings)
+        return format_html("{}<br><small>{}</small>", _duration(run.started_at, run.finished_at),
+                           "" if phases == "-" else phases)
 
-    @admin.display(description="phases")
-    def phases(self, run: TrainingRun) -> str:
-        return _timings(run.timings)
+    @admin.display(description="detail")
+    def detail_text(self, run: TrainingRun) -> str:
+        asked = f"cancel asked by {run.cancel_requested_by}" if run.cancel_requested_by and not run.detail else ""
+        return _short(run.detail or asked) or "-"
 
     @admin.action(description="Cancel (stops before its next phase; a fitted version is not promoted)")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -57,8 +61,7 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
 @admin.register(ScoringRun)
 class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
     active_statuses = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
-    list_display = ("pk", "project", "tag", "strategy", "trigger", "status", "progress", "duration", "phases",
-                    "attempts", "error_text")
+    list_display = ("pk", "project", "tag", "strategy", "trigger", "state", "progress", "duration", "error_text")
     readonly_fields = ("all_phases",)
     list_filter = ("status", "mode", "trigger", "project")
     search_fields = ("project__ls_project_id", "tag", "error")
@@ -71,13 +74,15 @@ class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
     def progress(self, run: ScoringRun) -> str:
         return progress_bar(run)
 
-    @admin.display(description="duration")
-    def duration(self, run: ScoringRun) -> str:
-        return _duration(run.started_at, run.finished_at)
+    @admin.display(description="status", ordering="status")
+    def state(self, run: ScoringRun) -> str:
+        return run.get_status_display() + (f" (attempt {run.attempts})" if run.attempts > 1 else "")
 
-    @admin.display(description="slowest phases")
-    def phases(self, run: ScoringRun) -> str:
-        return _timings(run.timings)
+    @admin.display(description="duration (slowest phases)")
+    def duration(self, run: ScoringRun) -> str:
+        phases = _timings(run.timings)
+        return format_html("{}<br><small>{}</small>", _duration(run.started_at, run.finished_at),
+                           "" if phases == "-" else phases)
 
     @admin.display(description="phases (seconds)")
     def all_phases(self, run: ScoringRun) -> str:
