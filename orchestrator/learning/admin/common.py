@@ -59,6 +59,13 @@ def _timings(timings: dict, top: int | None = 3) -> str:
     return ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases[:top]) or "-"
 
 
+def duration_and_phases(run) -> str:
+    """A run's duration, and under it the slowest phases (a training or a scoring run)."""
+    phases = _timings(run.timings)
+    return format_html("{}<br><small>{}</small>", _duration(run.started_at, run.finished_at),
+                       "" if phases == "-" else phases)
+
+
 def _short(text: str, limit: int = 90) -> str:
     text = text or ""
     return text if len(text) <= limit else text[:limit - 1] + "…"

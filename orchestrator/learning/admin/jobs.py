@@ -6,14 +6,13 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
 from orchestrator.learning.admin.common import (
     ReadOnlyAdmin,
     RefreshWhileRunning,
-    _duration,
     _short,
     _timings,
+    duration_and_phases,
     progress_bar,
 )
 from orchestrator.learning.models import Project, ScoringRun, TrainingRun, WebhookEvent
@@ -33,9 +32,7 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
 
     @admin.display(description="duration (slowest phases)")
     def duration(self, run: TrainingRun) -> str:
-        phases = _timings(run.timings)
-        return format_html("{}<br><small>{}</small>", _duration(run.started_at, run.finished_at),
-                           "" if phases == "-" else phases)
+        return duration_and_phases(run)
 
     @admin.display(description="detail")
     def detail_text(self, run: TrainingRun) -> str:
@@ -80,9 +77,7 @@ class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
 
     @admin.display(description="duration (slowest phases)")
     def duration(self, run: ScoringRun) -> str:
-        phases = _timings(run.timings)
-        return format_html("{}<br><small>{}</small>", _duration(run.started_at, run.finished_at),
-                           "" if phases == "-" else phases)
+        return duration_and_phases(run)
 
     @admin.display(description="phases (seconds)")
     def all_phases(self, run: ScoringRun) -> str:
