@@ -289,16 +289,35 @@ def model_versions(ls_project_id: int) -> dict[str, int]:
     return {str(k): int(v) for k, v in body.items()} if isinstance(body, dict) else {}
 
 
-def delete_model_version(ls_project_id: int, version: str, *, timeout: float | None = None) -> int:
-    """Delete every prediction of one model_version in the project; returns how many.
+def predictions_of(ls_project_id: int, versions: set[str], *, after_id: int,
+                   limit: int = 500) -> tuple[list[int], int | None]:
+    """The ids of predictions of these `versions` on the next `limit` tasks (by id, above
+    `after_id`, labeled or not, with predictions); and the last task id read, None past the end."""
+    has_predictions = {"filter": "filter:tasks:total_predictions", "operator": "greater", "type": "Number",
+                       "value": 0}
+    body = _first_page(ls_project_id, [has_predictions, _id_filter("greater", after_id)], "tasks:id", limit=limit,
+                       include="id,predictions", fields="all")
+    tasks = body.get("tasks") or []
+    ids = [int(p["id"]) for task in tasks for p in task.get("predictions") or []
+           if isinstance(p, dict) and p.get("id") is not None and str(p.get("model_version") or "") in versions]
+    return ids, (int(tasks[-1]["id"]) if len(tasks) >= limit else None)
 
-    Label Studio deletes about 125 predictions a second (a signal per prediction) in one
-    request; if `timeout` cuts the wait short, it goes on deleting server-side.
+
+def delete_prediction(prediction_id: int) -> bool:
+    """Delete one prediction (a short transaction in Label Studio); False if it was gone already.
+
+    Label Studio's own deletion of a model_version (`DELETE /api/projects/{id}/model-versions/`)
+    deletes ~125 predictions a second in one transaction: on SQLite every other write (an
+    annotator's submit) waits for it and fails after 5 s, on PostgreSQL those on the same
+    tasks wait. So the service never uses it.
     """
-    options = {"timeout_in_seconds": timeout} if timeout else {}
-    body = _request("DELETE", f"api/projects/{int(ls_project_id)}/model-versions/",
-                    json={"model_version": version}, retries=0, request_options=options).json()
-    return int(body.get("deleted_predictions") or 0) if isinstance(body, dict) else 0
+    try:
+        _request("DELETE", f"api/predictions/{int(prediction_id)}/")
+    except LabelStudioError as exc:
+        if exc.status_code == 404:
+            return False
+        raise
+    return True
 
 
 def get_project(ls_project_id: int) -> dict[str, Any]:

@@ -7,12 +7,16 @@ batch by batch as Label Studio's memory-efficient import does. The `fake_ls` fix
 from __future__ import annotations
 
 import collections
+import threading
 from dataclasses import dataclass, field
 
 from orchestrator.gateways import label_studio
 
+_DELETING = threading.Lock()
+
 # The gateway functions this fake answers in place of Label Studio.
-FAKED = ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions", "delete_model_version",
+FAKED = ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions", "predictions_of",
+         "delete_prediction",
          "get_project", "update_project", "list_views", "save_view", "labeled_tasks")
 # ... and those of the console's gateway (orchestrator/gateways/label_studio_console.py).
 CONSOLE_FAKED = ("project_summary", "list_projects", "connect_model")
@@ -34,6 +38,9 @@ class FakeLabelStudio:
     reads: int = 0
     verified: int = 0
     on_import: object = None
+    last_id: int = 0  # the last prediction id given
+    deleted: int = 0  # predictions deleted one by one
+    delete_faults: list[str] = field(default_factory=list)  # per delete call, until empty: an error
     project_at_import: list = field(default_factory=list)  # the project's model_version as each import began
     # Label Studio's memory-efficient import (a feature flag) stores batches of 500 one after
     # the other and fails at the first batch naming a task gone from the project, keeping the
@@ -69,7 +76,7 @@ class FakeLabelStudio:
             unknown = [p["task"] for p in part if p["task"] not in self.texts]
             if unknown:
                 raise label_studio.LabelStudioError(f"tasks {unknown} are not in the project", status_code=400)
-            self.predictions += [dict(p) for p in part]
+            self.predictions += [{**p, "id": self._next_id()} for p in part]
         if self.on_import:
             self.on_import()
         if fault == "lost":
@@ -80,14 +87,29 @@ class FakeLabelStudio:
         self.counted += 1
         counts = dict(collections.Counter(p["model_version"] for p in self.predictions))
         if self.late:  # seen once without the late import, then it lands
-            self.predictions += self.late
+            self.predictions += [{**p, "id": self._next_id()} for p in self.late]
             self.late = []
         return counts
 
-    def delete_model_version(self, ls_project_id, version, timeout=None):
-        before = len(self.predictions)
-        self.predictions = [p for p in self.predictions if p["model_version"] != version]
-        return before - len(self.predictions)
+    def _next_id(self):
+        self.last_id += 1
+        return self.last_id
+
+    def predictions_of(self, ls_project_id, versions, *, after_id, limit=500):
+        for p in self.predictions:  # those a test appended by hand get theirs now
+            p.setdefault("id", self._next_id())
+        tasks = sorted({p["task"] for p in self.predictions if p["task"] > after_id})[:limit]
+        ids = [p["id"] for p in self.predictions if p["task"] in set(tasks) and p["model_version"] in versions]
+        return ids, (tasks[-1] if len(tasks) >= limit else None)
+
+    def delete_prediction(self, prediction_id):
+        if self.delete_faults:
+            raise label_studio.LabelStudioError(self.delete_faults.pop(0), status_code=503)
+        with _DELETING:  # the clean-up deletes from several threads
+            before = len(self.predictions)
+            self.predictions = [p for p in self.predictions if p["id"] != prediction_id]
+            self.deleted += before - len(self.predictions)
+            return len(self.predictions) < before
 
     def get_project(self, ls_project_id):
         return dict(self.project)

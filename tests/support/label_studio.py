@@ -61,7 +61,7 @@ class LabelStudioAPIError(RuntimeError):
     """A Label Studio REST call answered with an error status."""
 
     def __init__(self, method: str, url: str, status: int, body: str) -> None:
-        super().__init__(f"{method} {url} -> HTTP {status}: {body[:2000]}")
+        super().__init__(f"{method} {url} -> HTTP {status}: {body if status >= 500 else body[:2000]}")
         self.method = method
         self.url = url
         self.status = status
@@ -325,7 +325,11 @@ class LabelStudioServer:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise LabelStudioAPIError(method.upper(), url, exc.code, exc.read().decode(errors="replace")) from None
+            body = exc.read().decode(errors="replace")
+            if exc.code >= 500 and self.process is not None:
+                # Its 500 page is HTML that says nothing; the traceback is in its log.
+                body = f"(its log's last lines follow)\n{self.process.log_tail()}"
+            raise LabelStudioAPIError(method.upper(), url, exc.code, body) from None
         return jsonlib.loads(raw) if raw.strip() else None
 
 

@@ -1,36 +1,54 @@
-"""The service's older tags go once a newer one orders the queue; a long deletion is left to Label Studio."""
+"""The service's older tags go once a newer one orders the queue: prediction by prediction, a
+bounded job at a time, never another model's predictions."""
 from __future__ import annotations
 
 from orchestrator import jobs
-from orchestrator.gateways import label_studio
 from orchestrator.learning.models import ScoringRun
 from orchestrator.learning.scoring import cleanup
 from tests.factories import scoring_run
 from tests.learning.scoring.helpers import score_now
 
 
-def test_a_slow_deletion_is_left_to_label_studio_and_checked_again(trained_sms_project, fake_ls, queued_runs, monkeypatch,
-                                                                   jobs_sent):
+def test_a_long_deletion_goes_on_in_jobs_that_resume_where_the_last_stopped(trained_sms_project, fake_ls, queued_runs,
+                                                                            monkeypatch, jobs_sent):
+    project, version = trained_sms_project
+    first = score_now(project)
+    fake_ls.predictions.append({"task": 7, "model_version": "someone else's model", "score": 0.1, "result": []})
+    project.strategy = "margin"
+    project.save()
+    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
+    handed_over = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
+    second = score_now(project)  # a new tag; its switch asks for the clean-up
+    assert second.tag == f"{version.version}.2" and handed_over == [((project.pk, 0, 0), 0)]
+    monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 0.0)  # one page per job
+
+    assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}'] after task 1000"
+    assert handed_over[-1] == ((project.pk, 0, 1000), 0) and fake_ls.deleted == 1000
+    assert cleanup.clean_up(*handed_over[-1][0]) == f"deleting ['{first.tag}'] after task 2000"
+    assert cleanup.clean_up(*handed_over[-1][0]) == f"deleted ['{first.tag}']"
+    assert len(handed_over) == 3 and fake_ls.deleted == 2500
+    assert cleanup.clean_up(project.pk) == "clean"
+    assert fake_ls.model_versions(0) == {second.tag: 2500, "someone else's model": 1}
+
+
+def test_a_failed_deletion_is_tried_again_later_from_where_it_stopped(trained_sms_project, fake_ls, queued_runs,
+                                                                      monkeypatch, jobs_sent):
     project, version = trained_sms_project
     first = score_now(project)
     project.strategy = "margin"
     project.save()
     del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
-    rechecks = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
-    second = score_now(project)  # a new tag; its switch asks for the clean-up
-    assert second.tag == f"{version.version}.2" and rechecks == [((project.pk, 0), 0)]
-    slow = fake_ls.delete_model_version
-
-    def timing_out(ls_project_id, tag, timeout=None):
-        assert timeout == cleanup.CLEANUP_REQUEST_SECONDS
-        raise label_studio.LabelStudioError("DELETE model-versions failed: timed out")
-
-    monkeypatch.setattr(label_studio, "delete_model_version", timing_out)
-    assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}']"
-    assert rechecks[-1] == ((project.pk, 1), cleanup.CLEANUP_RECHECK_SECONDS)
-    monkeypatch.setattr(label_studio, "delete_model_version", slow)  # Label Studio finished meanwhile
-    assert cleanup.clean_up(project.pk, 1) == f"deleted ['{first.tag}']"
-    assert cleanup.clean_up(project.pk, 2) == "clean"
+    later = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
+    second = score_now(project)
+    monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 0.0)
+    assert cleanup.clean_up(project.pk).startswith("deleting")
+    fake_ls.delete_faults = ["DELETE api/predictions answered 503"]
+    assert cleanup.clean_up(*later[-1][0]).startswith("failed: DELETE api/predictions answered 503")
+    assert later[-1] == ((project.pk, 1, 1000), cleanup.CLEANUP_RECHECK_SECONDS)
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 60.0)
+    assert cleanup.clean_up(*later[-1][0]) == f"deleted ['{first.tag}']"
     assert fake_ls.model_versions(0) == {second.tag: 2500}
 
 
