@@ -28,9 +28,11 @@ run: migrate
 	PORT=$(PORT) $(PY) manage.py serve
 
 # The whole suite on SQLite, then the database-backed tests again on a real PostgreSQL.
+# (Tests whose subject does not touch the service's database run once: -m "not database_independent".)
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
-	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/learning tests/test_jobs.py tests/test_web_boot.py tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) tests/with_postgres.py $(PY) -m pytest tests/contract tests/learning tests/test_jobs.py tests/test_web_boot.py \
+		tests/integration -m "not database_independent" --durations=25 $(PYTEST_ARGS)
 
 # Unit and contract tests only (no servers started).
 test-fast: install

@@ -24,7 +24,7 @@ from tests.integration.test_label_studio_e2e import create_project
 from tests.integration.test_training_loop_e2e import import_annotated
 from tests.support.processes import ManagedProcess, free_port, group_exists, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.database_independent]
 
 LEAD, PASSWORD = "lead", "console-pw-81"
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import SMS_CONFIG
 from tests.integration.test_label_studio_e2e import annotate
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.database_independent]
 
 
 def served_in_order(ls, clusters: bool, n: int = 8) -> list[int]:
