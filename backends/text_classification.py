@@ -6,6 +6,7 @@ and turns class probabilities back into Label Studio `choices` results.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,8 @@ MULTILABEL_THRESHOLD = 0.5
 COMMITTEE_ATTRIBUTE = "alo_committee_"
 # Dimensions of `TextClassifier.embed`, the vectors diversity-aware strategies compare.
 EMBEDDING_DIMENSIONS = 64
+# Texts behind URLs (Label Studio uploads, local files, cloud storage) fetched at once.
+URL_FETCH_THREADS = 8
 # The pretrained vectors of the "glove" feature sets, and the length of their block.
 WORD_VECTORS, WORD_VECTOR_WEIGHT = "glove-6b-50d", 2.0
 
@@ -102,8 +105,18 @@ class TextClassificationBackend:
             return fetch_url(value, task_id)
         return value
 
+    def check_tasks(self, tasks: Sequence[Mapping[str, Any]]) -> None:
+        """TaskDataError for the first task whose data this config cannot read (URLs are not fetched)."""
+        for task in tasks:
+            self.task_text(task, lambda url, task_id: "")
+
     def texts(self, tasks: Sequence[Mapping[str, Any]], fetch_url: UrlFetcher | None = None) -> list[str]:
-        return [self.task_text(task, fetch_url) for task in tasks]
+        """Each task's text, in order. Texts behind URLs are fetched URL_FETCH_THREADS at a time
+        (one after another, 1,000 of them took 45 s); the first failing task, in order, raises."""
+        if self.object.value_type != "url" or fetch_url is None or len(tasks) < 2:
+            return [self.task_text(task, fetch_url) for task in tasks]
+        with ThreadPoolExecutor(min(URL_FETCH_THREADS, len(tasks)), thread_name_prefix="fetch") as pool:
+            return list(pool.map(lambda task: self.task_text(task, fetch_url), tasks))
 
     def annotation_labels(self, result: Sequence[Mapping[str, Any]]) -> tuple[str, ...] | None:
         """The choices an annotation result makes for our control, or None if it makes none."""

@@ -22,6 +22,9 @@ CLEAN_UP_PREDICTIONS = "orchestrator.learning.tasks.clean_up_predictions"  # (pr
 RESCORE_PROJECT = "orchestrator.learning.tasks.rescore_project"  # (Label Studio project id): a schedule's task
 RECONCILE_TRAINING = "orchestrator.learning.tasks.reconcile_training"  # beat, every ALO_RECONCILE_SECONDS
 RECONCILE_SCORING = "orchestrator.learning.tasks.reconcile_scoring"  # beat, every ALO_RECONCILE_SECONDS
+ENSURE_WEBHOOK = "orchestrator.learning.tasks.ensure_webhook"  # (project pk): after /setup
+ENSURE_WEBHOOKS = "orchestrator.learning.tasks.ensure_webhooks"  # beat, hourly
+PRUNE_EVENTS = "orchestrator.learning.tasks.prune_events"  # beat, hourly
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ The README lists each variable; keep that table and this module in step.
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
 
 import dj_database_url
@@ -32,7 +34,31 @@ def env_int(name: str, default: int) -> int:
 DATA_DIR = Path(env_str("ALO_DATA_DIR", str(BASE_DIR / "data"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-dev-key-change-me-in-production")
+
+
+def _data_dir_secret_key(folder: Path) -> str:
+    """A random key made once for this data folder (mode 0600): `make run` needs no setting, and
+    no deployment runs on a key written in the source. Processes sharing a folder share it."""
+    path = folder / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another process made it this instant: its key, once written
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty: delete it, or set DJANGO_SECRET_KEY")
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "") or _data_dir_secret_key(DATA_DIR)
+# MLflow's usage telemetry (on by default since 3.x) calls a host on the internet from every
+# process that logs a model; off unless the operator opts in.
+if not env_bool("ALO_MLFLOW_TELEMETRY", False):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in env_str("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
 
@@ -170,6 +196,16 @@ LABEL_STUDIO_PAGE_SIZE = env_int("LABEL_STUDIO_PAGE_SIZE", 500)
 # --- ML backend protocol ------------------------------------------------------------------
 BASIC_AUTH_USER = env_str("BASIC_AUTH_USER", "")
 BASIC_AUTH_PASS = env_str("BASIC_AUTH_PASS", "")
+# Webhooks: Label Studio sends them without basic auth. With a secret the service keeps its own
+# webhook in each connected project (at ALO_SERVICE_URL/webhook) carrying the secret in a header,
+# and /webhook refuses calls with neither that header nor the basic-auth credentials (Label
+# Studio's Start Training carries those). ALO_WEBHOOK_ACCEPT_UNSIGNED keeps accepting the rest.
+ALO_WEBHOOK_SECRET = env_str("ALO_WEBHOOK_SECRET", "")
+ALO_WEBHOOK_ACCEPT_UNSIGNED = env_bool("ALO_WEBHOOK_ACCEPT_UNSIGNED", False)
+# The largest /webhook body read (Label Studio's are kilobytes; a bulk import's a few MB).
+ALO_WEBHOOK_MAX_BYTES = env_int("ALO_WEBHOOK_MAX_BYTES", 8 * 1024 * 1024)
+# Processed events older than this many days are deleted by beat (0: kept forever).
+ALO_EVENT_RETENTION_DAYS = env_int("ALO_EVENT_RETENTION_DAYS", 30)
 MODEL_CLASS_NAME = env_str("ALO_MODEL_CLASS", "ActiveLearningOrchestrator")
 # The query strategy and the features a project gets when Label Studio first calls /setup for it
 # (bench/learning_curves.py: margin over TF-IDF + word vectors needs the fewest labels measured).
@@ -232,6 +268,9 @@ ALO_RECONCILE_SECONDS = float(env_str("ALO_RECONCILE_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {
     "reconcile-training": {"task": "orchestrator.learning.tasks.reconcile_training", "schedule": ALO_RECONCILE_SECONDS},
     "reconcile-scoring": {"task": "orchestrator.learning.tasks.reconcile_scoring", "schedule": ALO_RECONCILE_SECONDS},
+    # Each project's webhook repaired if someone edited it away; old events pruned.
+    "ensure-webhooks": {"task": "orchestrator.learning.tasks.ensure_webhooks", "schedule": 3600.0},
+    "prune-events": {"task": "orchestrator.learning.tasks.prune_events", "schedule": 3600.0},
 }
 
 # --- Processes: `make run` (manage.py serve), gunicorn, Celery workers -----------------------

@@ -48,3 +48,26 @@ def test_every_variable_settings_reads_is_in_the_readme_and_nothing_else_is():
             listed |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1]))
     assert read - listed == set(), "read in settings.py but not in the README's table"
     assert listed - read == set(), "in the README's table but never read"
+
+
+def test_without_a_secret_key_each_data_folder_gets_its_own_random_one(tmp_path):
+    import os
+    import stat
+
+    from orchestrator.settings import _data_dir_secret_key
+
+    first = _data_dir_secret_key(tmp_path)
+    assert len(first) >= 50 and first == _data_dir_secret_key(tmp_path)  # made once, then read
+    assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
+    other = tmp_path / "other"
+    other.mkdir()
+    assert _data_dir_secret_key(other) != first
+    assert "insecure" not in first
+
+
+def test_mlflow_telemetry_is_off_unless_the_operator_opts_in():
+    import os
+
+    from django.conf import settings  # noqa: F401 - loading the settings is what turns it off
+
+    assert os.environ.get("MLFLOW_DISABLE_TELEMETRY") == "true"

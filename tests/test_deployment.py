@@ -1,6 +1,7 @@
 """docker-compose.yml is valid and wires the services the production deployment needs."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,9 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_file_validates_with_docker_compose():
     tool = shutil.which("docker-compose")
     assert tool, "docker-compose is not installed (.ci/run installs Debian's docker-compose)"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"}
     result = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, env={**env, "DJANGO_SECRET_KEY": "k" * 50})
     assert result.returncode == 0, result.stderr
+    # Production never runs on a key everyone knows: without one the file refuses to start.
+    missing = subprocess.run([tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert missing.returncode != 0 and "DJANGO_SECRET_KEY" in missing.stderr
 
 
 def test_compose_file_has_the_production_services():

@@ -53,12 +53,13 @@ def test_every_task_the_services_ask_for_is_registered_under_its_name():
     from orchestrator.learning import tasks  # noqa: F401 - the worker imports it (autodiscovery)
 
     names = {jobs.CHECK_TRAINING, jobs.RUN_SCORING, jobs.CLEAN_UP_PREDICTIONS, jobs.RESCORE_PROJECT,
-             jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING}
+             jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING, jobs.ENSURE_WEBHOOK, jobs.ENSURE_WEBHOOKS,
+             jobs.PRUNE_EVENTS}
     assert names <= set(app.tasks)
     from django.conf import settings
 
     assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
-        jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING}
+        jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING, jobs.ENSURE_WEBHOOKS, jobs.PRUNE_EVENTS}
 
 
 def test_no_service_imports_a_tasks_module():

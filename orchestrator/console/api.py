@@ -90,11 +90,18 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         body.is_valid(raise_exception=True)
         return Response(s.schedule_data(steering.set_schedule(project, body.validated_data["schedule"])))
 
-    @extend_schema(request=None, responses={202: s.OutcomeSerializer})
+    @extend_schema(request=s.TrainSerializer, responses={202: s.OutcomeSerializer})
     @action(detail=True, methods=["post"])
     def train(self, request: Request, ls_project_id: str) -> Response:
-        """Train now (as Label Studio's Start Training); the run appears under training runs."""
-        event = training_schedule.request_training(self.get_object())
+        """Train now (as Label Studio's Start Training); the run appears under training runs.
+
+        On the annotations the latest version learned the run is skipped and says so, unless
+        `even_if_unchanged` is true.
+        """
+        body = s.TrainSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        event = training_schedule.request_training(self.get_object(),
+                                                   even_if_unchanged=body.validated_data["even_if_unchanged"])
         return Response({"detail": "training asked for", "event": event.pk}, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: s.OutcomeSerializer})

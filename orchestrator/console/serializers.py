@@ -22,6 +22,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return version.project.serving_version_id == version.pk
 
 
+class TrainSerializer(serializers.Serializer):
+    even_if_unchanged = serializers.BooleanField(
+        default=False, help_text="Train a new version even on the annotations the latest version learned.")
+
+
 class ScheduleSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=["off", "hours", "crontab"])
     every_hours = serializers.FloatField(required=False, allow_null=True,

@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from django.conf import settings
 
@@ -28,9 +29,16 @@ TEXT_CACHE_SIZE = 10_000
 class LabelStudioError(RuntimeError):
     """Label Studio could not be reached (status_code None), or answered with an error."""
 
-    def __init__(self, message: str, status_code: int | None = None):
+    def __init__(self, message: str, status_code: int | None = None, *, public: bool = False):
         super().__init__(message)
         self.status_code = status_code
+        self.public = public  # the message may go to a caller: it quotes nothing Label Studio answered
+
+    def for_caller(self) -> str:
+        """What a protocol caller may read: never Label Studio's own answer."""
+        if self.public:
+            return str(self)
+        return f"Label Studio {'answered ' + str(self.status_code) if self.status_code else 'could not be reached'}"
 
 
 class LabelStudioNotConfigured(LabelStudioError):
@@ -116,22 +124,42 @@ def _local_path(url: str) -> str | None:
     return None
 
 
+# The only Label Studio paths a task's URL may name: its uploads, its local files, and (built
+# here from s3://, gs://, azure-blob:// URLs) its cloud-storage resolution. Anything else, say
+# /api/users/, would be read with the service's key and is refused.
+TASK_DATA_PATHS = re.compile(
+    r"^/(?:data/upload/[^?#]+|data/local-files/\?d=[^#]+|storage-data/uploaded/\?filepath=[^#]+"
+    r"|tasks/\d{1,18}/resolve/\?fileuri=[^#&]+)$")
+
+
 def fetch_text(url: str, task_id: Any) -> str:
     """The text a task's data URL points at: an upload, a local file, or cloud storage via Label Studio."""
     cached = _texts.get(url)
     if cached is not None:
         return cached
     if url.startswith(STORAGE_SCHEMES):
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 < task_id < 10**18:
+            raise ForeignUrlError(f"task {task_id!r}: a cloud-storage URL ({url.split('://')[0]}://...) is read "
+                                  "through Label Studio by the task's id, and this task has no integer id")
         encoded = base64.urlsafe_b64encode(url.encode()).decode()
-        path = f"/tasks/{int(task_id)}/resolve/?fileuri={quote(encoded)}"
+        path = f"/tasks/{task_id}/resolve/?fileuri={quote(encoded)}"
     else:
         path = _local_path(url)
         if path is None:
             raise ForeignUrlError(
-                f"{url!r} is not on the configured Label Studio ({settings.LABEL_STUDIO_URL or 'none set'}); "
+                f"{url[:200]!r} is not on the configured Label Studio ({settings.LABEL_STUDIO_URL or 'none set'}); "
                 "only Label Studio uploads, its local files and its cloud storages are read"
             )
-    text = _request("GET", path.lstrip("/")).text
+    if ".." in unquote(path) or not TASK_DATA_PATHS.match(path):
+        raise ForeignUrlError(f"{url[:200]!r} is not a task file on Label Studio; only its uploads "
+                              "(/data/upload/...), local files (/data/local-files/?d=...) and cloud storages are read")
+    try:
+        text = _request("GET", path.lstrip("/")).text
+    except LabelStudioError as exc:  # its body is Label Studio's business: the status says enough
+        logger.warning("task_text_unreadable task=%s url=%s error=%s", task_id, url[:200], exc)
+        what = f"answered {exc.status_code}" if exc.status_code else "could not be reached"
+        raise LabelStudioError(f"Label Studio {what} for the text of task {task_id!r}",
+                               status_code=exc.status_code, public=True) from None
     _texts.put(url, text)
     return text
 

@@ -10,12 +10,15 @@ from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
 from orchestrator.learning.project_keys import parse_project_key
 from orchestrator.sqlite_turns import write_turn
 
+# The service's own events: annotations changed in Label Studio without a webhook (RECONCILE),
+# and the console's "train now, even if unchanged". A webhook never records these.
+RECONCILE, TRAIN_FORCED = "RECONCILE", "TRAIN_FORCED"
 # Events that change what a model should learn; the training loop acts on these.
-# RECONCILE is the service's own: annotations changed in Label Studio without a webhook.
 TRAINING_EVENTS = frozenset(
     {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING",
-     "TRAIN", "RECONCILE"}
+     "TRAIN", RECONCILE, TRAIN_FORCED}
 )
+OWN_ACTIONS = frozenset({RECONCILE, TRAIN_FORCED})
 
 
 class EventError(ValueError):
@@ -69,6 +72,8 @@ def record_event(payload: Any) -> Recorded:
     action = payload.get("action")
     if not isinstance(action, str) or not action:
         raise EventError('the webhook body has no "action" (e.g. "ANNOTATION_CREATED")')
+    if action in OWN_ACTIONS:
+        raise EventError(f'"action" {action!r} is the service\'s own; Label Studio never sends it')
     ls_project_id = _ls_project_id(payload)
     annotation = payload.get("annotation")
     cancelled = bool(isinstance(annotation, Mapping) and annotation.get("was_cancelled"))
@@ -110,4 +115,5 @@ def record_legacy_train(payload: Any) -> Recorded:
     if "project" not in payload:
         raise EventError('the /train body has no "project"')
     tasks = payload.get("annotations")
-    return record_event({"action": "TRAIN", "project": payload["project"], "tasks": tasks if isinstance(tasks, list) else []})
+    return record_event({"action": "TRAIN", "project": payload["project"],
+                         "tasks": tasks if isinstance(tasks, list) else []})

@@ -10,6 +10,7 @@ from typing import Any
 
 import strategies
 from backends.features import FEATURE_SETS
+from orchestrator.learning.project_keys import shown
 
 
 class StrategyError(ValueError):
@@ -31,6 +32,13 @@ POLICY_FIELDS = {
 }
 SCORING_FIELDS = {"auto_push": bool, "view_title": str, "uncertainty_sampling": bool, "chunk_size": int}
 CHOICES = {"promotion": {"always", "if_not_worse"}}
+# The range of each policy number, wherever it is set (admin, API, Label Studio's Extra params):
+# beyond these a value is a typo, and an unbounded one once failed every later check of its project.
+POLICY_BOUNDS: dict[str, tuple[float, float]] = {
+    "min_annotations": (0, 1_000_000), "retrain_every": (0, 1_000_000), "quiet_seconds": (0.0, 86_400.0),
+    "max_macro_f1_drop": (0.0, 1.0), "stop_kappa": (0.5, 1.0), "chunk_size": (1, 5000),
+}
+STRING_LIMIT = 100  # the longest text field a policy has (the queue view's title)
 EXAMPLES = {"training": '{"training": {"retrain_every": 50}}', "scoring": '{"scoring": {"chunk_size": 500}}'}
 
 
@@ -49,19 +57,28 @@ def policy_from(extra: dict[str, Any] | None, section: str = "training",
     for name, value in wanted.items():
         kind = known[name]
         numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if kind is bool and not isinstance(value, bool) or kind in (int, float) and (not numeric or value < 0) \
-                or kind is int and numeric and value != int(value) or kind is str and not isinstance(value, str):
-            raise PolicyError(f"extra params {section}.{name} must be a {'non-negative ' if kind in (int, float) else ''}"
-                              f"{kind.__name__}, got {value!r}")
+        if kind is bool and not isinstance(value, bool) or kind in (int, float) and not numeric \
+                or kind is str and not isinstance(value, str):
+            raise PolicyError(f"extra params {section}.{name} must be a {kind.__name__}, got {shown(value)}")
+        if name in POLICY_BOUNDS:
+            low, high = POLICY_BOUNDS[name]
+            if not low <= value <= high:  # also infinity (JSON's 1e400)
+                raise PolicyError(f"extra params {section}.{name} must be between {_number(low)} and "
+                                  f"{_number(high)}, got {shown(value)}")
+        if kind is int and value != int(value):
+            raise PolicyError(f"extra params {section}.{name} must be an int, got {shown(value)}")
+        if kind is str and len(value) > STRING_LIMIT:
+            raise PolicyError(f"extra params {section}.{name} must be at most {STRING_LIMIT} characters, "
+                              f"got {len(value)}")
         fields[name] = kind(value)
         if name in CHOICES and fields[name] not in CHOICES[name]:
             raise PolicyError(f"extra params {section}.{name} must be one of {sorted(CHOICES[name])}, "
-                              f"got {fields[name]!r}")
-    if section == "training" and not 0.5 <= fields.get("stop_kappa", 0.99) <= 1.0:
-        raise PolicyError(f"extra params training.stop_kappa must be between 0.5 and 1, got {fields['stop_kappa']}")
-    if section == "scoring" and not 1 <= fields.get("chunk_size", 1) <= 5000:
-        raise PolicyError(f"extra params scoring.chunk_size must be between 1 and 5000, got {fields['chunk_size']}")
+                              f"got {shown(fields[name])}")
     return fields
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) and abs(value) >= 10_000 else f"{value:g}"
 
 
 def parse_extra_params(value: Any) -> dict[str, Any] | None:

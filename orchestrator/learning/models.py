@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from backends.features import FEATURE_SETS
+from orchestrator.learning.extra_params import POLICY_BOUNDS
 
 COLD_START_VERSION = "cold-start"
 
@@ -139,6 +140,12 @@ class ModelVersion(models.Model):
         return f"{self.version} ({self.status})"
 
 
+def bounded(name: str) -> list:
+    """Validators of a policy number's range (extra_params.POLICY_BOUNDS)."""
+    low, high = POLICY_BOUNDS[name]
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
 class TrainingPolicy(models.Model):
     """When a project's annotations lead to a new model version, and whether it serves."""
 
@@ -151,20 +158,24 @@ class TrainingPolicy(models.Model):
         default=True, help_text="Train on annotation events. Off: only Start Training (and manual runs) train.",
     )
     min_annotations = models.PositiveIntegerField(
-        default=10, help_text="No automatic training before the project has this many annotations.",
+        default=10, validators=bounded("min_annotations"),
+        help_text="No automatic training before the project has this many annotations.",
     )
     retrain_every = models.PositiveIntegerField(
-        default=25, help_text="Train as soon as this many annotation changes are pending (0: off).",
+        default=25, validators=bounded("retrain_every"),
+        help_text="Train as soon as this many annotation changes are pending (0: off).",
     )
     quiet_seconds = models.FloatField(
-        default=20.0, help_text="Train when annotation changes are pending and none came for this long (0: off).",
+        default=20.0, validators=bounded("quiet_seconds"),
+        help_text="Train when annotation changes are pending and none came for this long (0: off).",
     )
     promotion = models.CharField(max_length=16, choices=Promotion.choices, default=Promotion.ALWAYS)
     max_macro_f1_drop = models.FloatField(
-        default=0.02, help_text="With if_not_worse: the largest cross-validated macro-F1 drop still promoted.",
+        default=0.02, validators=bounded("max_macro_f1_drop"),
+        help_text="With if_not_worse: the largest cross-validated macro-F1 drop still promoted.",
     )
     stop_kappa = models.FloatField(
-        default=0.99, validators=[MinValueValidator(0.5), MaxValueValidator(1.0)],
+        default=0.99, validators=bounded("stop_kappa"),
         help_text="Suggest stopping when the mean kappa of the last 3 versions on the stop set reaches this "
                   "(0.99: Bloodgood & Vijay-Shanker 2009; lower stops earlier).",
     )
@@ -237,7 +248,8 @@ class ScoringPolicy(models.Model):
                                 "also serves the most informative task next.",
     )
     chunk_size = models.PositiveIntegerField(
-        default=5000, help_text="Most predictions per bulk import request. Requests start at 1,000 (or this, if "
+        default=5000, validators=bounded("chunk_size"),
+        help_text="Most predictions per bulk import request. Requests start at 1,000 (or this, if "
                                 "smaller) and grow while Label Studio answers within seconds.",
     )
     updated_at = models.DateTimeField(auto_now=True)

@@ -10,13 +10,15 @@ from orchestrator.learning.model_cache import Predictor, model_cache
 from orchestrator.learning.priorities import cold_start_priorities, label_studio_score, model_priorities
 
 
-def predictor_for_request(*, project_key: Any, label_config: str | None) -> Predictor:
+def predictor_for_request(*, project_key: Any, label_config: str | None,
+                          tasks: Sequence[Mapping[str, Any]] = ()) -> Predictor:
     """The predictor for a /predict call: this process's, when it answers the call's label config;
     otherwise the project is registered (or its config updated) from the call first."""
     found = selectors.cached_predictor(project_key=project_key, label_config=label_config)
     if found is not None:
         return found
-    return model_cache.predictor_for(projects.project_for_predict(project_key=project_key, label_config=label_config))
+    return model_cache.predictor_for(projects.project_for_predict(project_key=project_key, label_config=label_config,
+                                                                  tasks=tasks))
 
 
 def predict(*, predictor: Predictor, tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Register and update the Label Studio projects that call the service."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -8,6 +9,7 @@ from django.utils import timezone
 
 from backends import backend_for, parse_label_config
 from backends.label_config import config_digest
+from orchestrator.learning import webhook_auth
 from orchestrator.learning.extra_params import (
     SCORING_FIELDS,
     features_from,
@@ -16,10 +18,11 @@ from orchestrator.learning.extra_params import (
     strategy_from,
 )
 from orchestrator.learning.models import Project, ScoringPolicy, TrainingPolicy
-from orchestrator.learning.project_keys import ProjectKeyError, parse_project_key
+from orchestrator.learning.project_keys import ProjectKeyError, parse_project_key, shown
 from orchestrator.learning.scoring import runs as scoring_runs
 
-__all__ = ["ProjectKeyError", "parse_project_key", "project_for_predict", "record_setup_refusal", "setup_project"]
+__all__ = ["ProjectKeyError", "parse_project_key", "project_for_predict", "record_setup_refusal", "setup_project",
+           "shown"]
 
 
 def setup_project(
@@ -58,6 +61,7 @@ def setup_project(
                 TrainingPolicy.objects.create(project=project, **(policy or {}))
                 ScoringPolicy.objects.create(project=project, **(scoring_policy or {}))
             scoring_runs.request_cold_start(project)  # the queue ordered before the first model
+            webhook_auth.request_ensure(project.pk)
             return project
         except IntegrityError:  # a concurrent /setup created it first
             project = Project.objects.select_related("serving_version").get(ls_project_id=ls_project_id)
@@ -73,14 +77,17 @@ def setup_project(
         TrainingPolicy.objects.update_or_create(project=project, defaults=policy)
     if scoring_policy and "extra_params" in changed:
         ScoringPolicy.objects.update_or_create(project=project, defaults=scoring_policy)
+    webhook_auth.request_ensure(project.pk)  # a reconnection: its webhook may be new and unsigned
     return project
 
 
-def project_for_predict(*, project_key: Any, label_config: str | None) -> Project:
+def project_for_predict(*, project_key: Any, label_config: str | None,
+                        tasks: Sequence[Mapping[str, Any]] = ()) -> Project:
     """The project a /predict call is for; registers it if /setup never ran (interactive calls).
 
     A /predict that carries another label config than the stored one updates it: Label
-    Studio is the authority on its project's config.
+    Studio is the authority on its project's config. Its `tasks` are checked against that
+    config first, so a refused call registers and changes nothing.
     """
     ls_project_id = parse_project_key(project_key)
     project = Project.objects.select_related("serving_version").filter(ls_project_id=ls_project_id).first()
@@ -90,6 +97,7 @@ def project_for_predict(*, project_key: Any, label_config: str | None) -> Projec
         raise ProjectKeyError(
             f"project {ls_project_id} is unknown here and the request has no label_config: call /setup first"
         )
+    backend_for(parse_label_config(label_config)).check_tasks(tasks)  # TaskDataError names the task
     return setup_project(project_key=project_key, label_config=label_config,
                          extra_params=project.extra_params if project else None,
                          hostname=project.ls_hostname if project else "")

@@ -7,8 +7,10 @@ delivery harmless (a training re-reads its data; a scoring run resumes at its cu
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from orchestrator import jobs
+from orchestrator.learning import webhook_auth
 from orchestrator.learning.scoring import cleanup, job, runs
 from orchestrator.learning.training import loop
 
@@ -49,3 +51,21 @@ def rescore_project(ls_project_id: int) -> str:
 def clean_up_predictions(project_pk: int, attempt: int = 0, after_id: int = 0) -> str:
     """Delete the service's older prediction tags of a project (after a push switched it)."""
     return cleanup.clean_up(project_pk, attempt, after_id)
+
+
+@shared_task(name=jobs.ENSURE_WEBHOOK, acks_late=True)
+def ensure_webhook(project_pk: int) -> str:
+    """Create or repair the project's signed webhook in Label Studio (with ALO_WEBHOOK_SECRET)."""
+    return webhook_auth.ensure_webhook(project_pk)
+
+
+@shared_task(name=jobs.ENSURE_WEBHOOKS, acks_late=True)
+def ensure_webhooks() -> dict:
+    return webhook_auth.ensure_all()
+
+
+@shared_task(name=jobs.PRUNE_EVENTS, acks_late=True)
+def prune_events() -> dict:
+    """Beat's hourly pruning: processed events, and the stored pools of runs long over."""
+    return {"events": webhook_auth.prune_events(),
+            "pools": cleanup.prune_pools(settings.ALO_EVENT_RETENTION_DAYS)}

@@ -17,9 +17,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from backends import LabelConfigError, TaskDataError
 from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
-from orchestrator.learning import events, extra_params, predictions, projects, selectors, webhooks
+from orchestrator.learning import events, extra_params, predictions, projects, selectors, webhook_auth, webhooks
 from orchestrator.learning.model_cache import model_cache
-from orchestrator.mlbackend.auth import check_basic_auth
+from orchestrator.mlbackend.auth import basic_auth_enabled, check_basic_auth
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,12 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
         @functools.wraps(view)
         def wrapper(request: HttpRequest) -> HttpResponse:
             if request.method not in methods:
+                drain(request)  # an unread body would be taken for the next request on a keep-alive connection
                 response = error(405, f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
             if auth and not check_basic_auth(request.headers.get("Authorization")):
+                drain(request)
                 response = error(401, "basic authentication required: wrong or missing user and password")
                 response["WWW-Authenticate"] = 'Basic realm="Label Studio ML backend"'
                 return response
@@ -66,14 +68,31 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
                 return error(422 if isinstance(exc, LabelConfigError) else 400, str(exc))
             except LabelStudioError as exc:
                 logger.warning("label_studio_error path=%s error=%s", request.path, exc)
-                return error(502, f"Label Studio could not be read: {exc}")
+                return error(502, f"{exc.for_caller()} (the service's log has the details)")
 
         return wrapper
 
     return decorate
 
 
-def json_body(request: HttpRequest) -> dict[str, Any]:
+def drain(request: HttpRequest, limit: int = 64 * 1024 * 1024) -> None:
+    """Read and drop the request's body (at most `limit` bytes), so a keep-alive connection stays in step."""
+    left = limit
+    try:
+        while left > 0:
+            chunk = request.read(min(left, 1 << 16))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except Exception:  # a client gone mid-body: nothing left to answer on
+        return
+
+
+def json_body(request: HttpRequest, *, max_bytes: int | None = None) -> dict[str, Any]:
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if max_bytes is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        drain(request)
+        raise BadRequest(f"the request body is {declared} bytes; {request.path} takes at most {max_bytes}", 413)
     if not request.body:
         raise BadRequest("the request body is empty; send a JSON object")
     try:
@@ -97,7 +116,9 @@ def setup(request: HttpRequest) -> HttpResponse:
     if "project" not in body:
         raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
     schema = body.get("schema") or body.get("label_config")
-    if not isinstance(schema, str) or not schema.strip():
+    if schema is not None and not isinstance(schema, str):
+        raise BadRequest(f'"schema" must be the label config XML as a string, got {type(schema).__name__}')
+    if not schema or not schema.strip():
         raise BadRequest('missing "schema": the project\'s label config XML')
     # hostname and access_token are recorded/ignored: calls go only to LABEL_STUDIO_URL.
     try:
@@ -108,7 +129,9 @@ def setup(request: HttpRequest) -> HttpResponse:
     except REFUSALS as exc:
         # Label Studio shows its user only "400 Client Error": the reason goes to the log and the console.
         known = projects.record_setup_refusal(project_key=body["project"], reason=str(exc))
-        logger.warning("setup_refused project=%s known=%s reason=%s", str(body["project"])[:64], known is not None,
+        key = body["project"]
+        logger.warning("setup_refused project=%s known=%s reason=%s",
+                       key if isinstance(key, str) and len(key) <= 64 else projects.shown(key), known is not None,
                        exc)
         raise
     request.alo_project, request.alo_version = project.ls_project_id, model_cache.announced_version(project)
@@ -135,7 +158,10 @@ def predict(request: HttpRequest) -> HttpResponse:
         project_key = tasks[0].get("project")
     if project_key is None:
         raise BadRequest('missing "project" (Label Studio sends "<id>.<timestamp>")')
-    predictor = predictions.predictor_for_request(project_key=project_key, label_config=body.get("label_config"))
+    label_config = body.get("label_config")
+    if label_config is not None and not isinstance(label_config, str):
+        raise BadRequest(f'"label_config" must be the label config XML as a string, got {type(label_config).__name__}')
+    predictor = predictions.predictor_for_request(project_key=project_key, label_config=label_config, tasks=tasks)
     request.alo_project, request.alo_version = predictor.ls_project_id, predictor.version
     results = predictions.predict(predictor=predictor, tasks=tasks)
     return json_response({"results": results})
@@ -143,9 +169,17 @@ def predict(request: HttpRequest) -> HttpResponse:
 
 @protocol_view(("POST",), auth=False)
 def webhook(request: HttpRequest) -> HttpResponse:
-    # Label Studio sends webhooks without the basic-auth header (see README), so /webhook
-    # only records ids; training reads the annotations back from Label Studio itself.
-    event = webhooks.receive_webhook(json_body(request))
+    # Label Studio sends webhooks without the basic-auth header (see README): with a webhook
+    # secret, only the service's own webhook (its header), or basic auth (Label Studio's Start
+    # Training), gets through. Either way /webhook records ids only; training reads the
+    # annotations back from Label Studio itself.
+    basic_auth_passed = basic_auth_enabled() and check_basic_auth(request.headers.get("Authorization"))
+    if not webhook_auth.accepts(request.headers.get(webhook_auth.WEBHOOK_SECRET_HEADER),
+                                basic_auth_passed=basic_auth_passed):
+        drain(request)
+        return error(401, f"webhook refused: no valid {webhook_auth.WEBHOOK_SECRET_HEADER} header (the service "
+                          "signs its own webhook in each Label Studio project) and no basic auth")
+    event = webhooks.receive_webhook(json_body(request, max_bytes=settings.ALO_WEBHOOK_MAX_BYTES))
     return json_response({"status": "ok", "event": event.pk, "action": event.action}, status=201)
 
 

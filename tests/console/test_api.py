@@ -91,6 +91,10 @@ def test_train_score_cancel_and_retry_through_the_api(api, trained_sms_project, 
     assert trained.status_code == 202
     assert WebhookEvent.objects.get(pk=body(trained)["event"]).action == "START_TRAINING"
     assert any(job.task == jobs.CHECK_TRAINING for job in jobs_sent)
+    again = api.post(f"{url}/train/", {"even_if_unchanged": True}, content_type="application/json")
+    assert again.status_code == 202 and WebhookEvent.objects.get(pk=body(again)["event"]).action == "TRAIN_FORCED"
+    wrong = api.post(f"{url}/train/", {"even_if_unchanged": "perhaps"}, content_type="application/json")
+    assert wrong.status_code == 400 and "even_if_unchanged" in body(wrong)
     scored = api.post(f"{url}/score/")
     assert scored.status_code == 202
     run_id = body(scored)["scoring_run"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 
 import orjson
 import pytest
@@ -422,7 +423,12 @@ def test_extra_params_set_the_training_policy_once(client):
 
 @pytest.mark.parametrize("section, value, words", [
     ("training", {"retrain_evry": 5}, ["retrain_evry", "retrain_every"]),
-    ("training", {"min_annotations": -1}, ["min_annotations", "non-negative"]),
+    ("training", {"min_annotations": -1}, ["min_annotations", "between 0 and 1,000,000"]),
+    ("training", {"min_annotations": 2**63}, ["min_annotations", "between 0 and 1,000,000"]),
+    ("training", {"quiet_seconds": 1e20}, ["quiet_seconds", "between 0 and 86,400", "1e+20"]),
+    ("training", {"retrain_every": 10**30}, ["retrain_every", "between 0 and 1,000,000", "1e+30"]),
+    ("training", {"max_macro_f1_drop": 2}, ["max_macro_f1_drop", "between 0 and 1"]),
+    ("scoring", {"view_title": "q" * 101}, ["view_title", "at most 100 characters"]),
     ("training", {"min_annotations": 2.5}, ["min_annotations", "int"]),
     ("training", {"auto_train": "yes"}, ["auto_train", "bool"]),
     ("training", {"promotion": "sometimes"}, ["promotion", "if_not_worse"]),
@@ -439,7 +445,7 @@ def test_extra_params_with_a_bad_policy_are_refused(client, section, value, word
     from orchestrator.learning.models import Project
 
     body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": {section: value}}
-    response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
+    response = client.post("/setup", data=json.dumps(body), content_type="application/json")  # ints past 64 bits
     assert response.status_code == 400
     detail = orjson.loads(response.content)["detail"]
     assert all(word in detail for word in words), detail
@@ -455,3 +461,94 @@ def test_extra_params_set_the_scoring_policy(client):
     policy = ScoringPolicy.objects.get(project__ls_project_id=4)
     assert (policy.chunk_size, policy.view_title, policy.uncertainty_sampling, policy.auto_push) == (
         500, "Next up", False, True)
+
+
+@pytest.mark.parametrize("strategy", ["margin", "entropy", "least_confidence", "random", "ranked_batch",
+                                      "vote_entropy", "consensus_entropy"])
+def test_predict_on_texts_without_one_known_word_answers_every_task(client, strategy):
+    """Empty text, emoji, digits, another script, alone in a batch: a prediction each, never a 500."""
+    from orchestrator.learning.models import Project
+
+    replay(client, "setup")
+    Project.objects.filter(ls_project_id=1).update(strategy=strategy)
+    train_sentiment()
+    replay(client, "setup")
+    body = copy.deepcopy(recorded("predict-retrieve-predictions")["body"])
+    texts = ["", "😀🎉", "4815162342", "日本語のテキスト", "   "]
+    body["tasks"] = [{**body["tasks"][0], "id": 900 + i, "data": {"text": text}} for i, text in enumerate(texts)]
+    for tasks in (body["tasks"], body["tasks"][:1]):
+        status, answer = post(client, "/predict", orjson.dumps({**body, "tasks": tasks}))
+        assert status == 200, answer
+        assert len(answer["results"]) == len(tasks)
+        for prediction in answer["results"]:
+            assert 0.0 <= prediction["score"] <= 1.0
+            (region,) = prediction["result"]
+            assert region["value"]["choices"][0] in {"Positive", "Negative"}
+
+
+@pytest.mark.parametrize("action", ["TRAIN_FORCED", "RECONCILE"])
+def test_a_webhook_cannot_send_the_services_own_events(client, action):
+    from orchestrator.learning.models import WebhookEvent
+
+    replay(client, "setup")
+    body = {**recorded("webhook-start_training")["body"], "action": action}
+    status, answer = post(client, "/webhook", orjson.dumps(body))
+    assert status == 400 and action in answer["detail"] and "the service's own" in answer["detail"]
+    assert not WebhookEvent.objects.exists()
+
+
+URL_CONFIG = ('<View><Text name="text" value="$url" valueType="url"/><Choices name="label" toName="text">'
+              '<Choice value="ham"/><Choice value="spam"/></Choices></View>')
+
+
+def test_texts_behind_urls_are_fetched_at_once_and_label_studios_errors_are_not_echoed(client, settings, monkeypatch):
+    import threading
+    import time
+
+    from orchestrator.gateways import label_studio
+
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "http://ls.internal:8080", "key"
+    monkeypatch.setattr(label_studio, "_texts", label_studio._TextCache(10))
+    at_once, running, lock = [0], [0], threading.Lock()
+
+    def request(method, path, **kwargs):
+        with lock:
+            running[0] += 1
+            at_once[0] = max(at_once[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        if "bad" in path:
+            raise label_studio.LabelStudioError(f"GET {path} answered 500: Traceback ... SECRET_KEY=abc", 500)
+        return type("Response", (), {"text": f"free prize {path}"})()
+
+    monkeypatch.setattr(label_studio, "_request", request)
+    tasks = [{"id": i, "data": {"url": f"/data/upload/1/{i}.txt"}} for i in range(1, 41)]
+    body = {"project": "9.1717171717", "label_config": URL_CONFIG, "tasks": tasks}
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 200 and len(answer["results"]) == 40
+    assert 1 < at_once[0] <= 8  # concurrent, and bounded
+    tasks[7]["data"]["url"] = "/data/upload/1/bad.txt"
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 502 and "task 8" in answer["detail"] and "500" in answer["detail"]
+    assert "SECRET_KEY" not in answer["detail"] and "Traceback" not in answer["detail"]
+    tasks[7]["data"]["url"] = "/api/users/"
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 400 and "not a task file" in answer["detail"]
+
+
+@pytest.mark.parametrize("project", [1, "1", "1.1795364173", {"id": 1}, {"id": 1, "title": "x"}])
+@pytest.mark.parametrize("with_annotation", [True, False])
+def test_both_payload_shapes_label_studio_sends_are_recorded_for_the_project(client, project, with_annotation):
+    from orchestrator.learning.models import Project, WebhookEvent
+
+    replay(client, "setup")
+    body = copy.deepcopy(recorded("webhook-annotation_created")["body"])
+    body["project"] = project
+    if not with_annotation:
+        body.pop("annotation")
+    status, answer = post(client, "/webhook", orjson.dumps(body))
+    assert status == 201
+    event = WebhookEvent.objects.get(pk=answer["event"])
+    assert event.ls_project_id == 1 and event.project == Project.objects.get(ls_project_id=1)
+    assert event.annotation_ids == ([body["annotation"]["id"]] if with_annotation else [])

@@ -111,3 +111,57 @@ def test_a_callable_what_names_the_state_when_the_loop_gives_up(no_wait):
     with pytest.raises(label_studio.LabelStudioError, match=r"sending 1 task\(s\) failed after 4"):
         label_studio.with_retries(call, what=lambda: f"sending {len(pending)} task(s)",
                                   before_retry=lambda e: pending.pop())
+
+
+@pytest.fixture
+def label_studio_at(settings, monkeypatch):
+    """The configured Label Studio; its GETs recorded and answered by `answers` (path -> (status, body))."""
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "http://ls.internal:8080", "key"
+    monkeypatch.setattr(label_studio, "_texts", label_studio._TextCache(10))
+    asked, answers = [], {}
+
+    def request(method, path, **kwargs):
+        asked.append(path)
+        status, body = answers.get(path, (200, f"text of {path}"))
+        if status >= 400:
+            raise label_studio.LabelStudioError(f"GET {path} answered {status}: {body}", status_code=status)
+        return type("Response", (), {"text": body})()
+
+    monkeypatch.setattr(label_studio, "_request", request)
+    return asked, answers
+
+
+@pytest.mark.parametrize("url", ["/data/upload/3/a.txt", "http://ls.internal:8080/data/upload/3/a.txt",
+                                 "/data/local-files/?d=texts/a.txt", "/storage-data/uploaded/?filepath=3/a.txt"])
+def test_task_files_on_label_studio_are_read(label_studio_at, url):
+    asked, _ = label_studio_at
+    assert label_studio.fetch_text(url, 5).startswith("text of ")
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize("url", ["/api/users/", "http://ls.internal:8080/api/projects/1/", "/data/upload/../../api/users/",
+                                 "/data/upload/%2e%2e/%2e%2e/api/users/", "/user/account/", "/tasks/1/resolve/?fileuri=x&y=1",
+                                 "http://elsewhere:8080/data/upload/3/a.txt", "file:///etc/passwd"])
+def test_other_paths_are_refused_without_a_call(label_studio_at, url):
+    asked, _ = label_studio_at
+    with pytest.raises(label_studio.ForeignUrlError):
+        label_studio.fetch_text(url, 5)
+    assert asked == []
+
+
+@pytest.mark.parametrize("task_id", [None, "5", 5.0, True, -1, 10**30, [5]])
+def test_a_cloud_storage_url_needs_the_tasks_integer_id(label_studio_at, task_id):
+    asked, _ = label_studio_at
+    with pytest.raises(label_studio.ForeignUrlError, match="integer id"):
+        label_studio.fetch_text("s3://bucket/key.txt", task_id)
+    assert asked == []
+    assert label_studio.fetch_text("s3://bucket/key.txt", 5).startswith("text of tasks/5/resolve/?fileuri=")
+
+
+def test_label_studios_error_body_is_not_passed_on(label_studio_at):
+    _, answers = label_studio_at
+    answers["data/upload/3/secret.txt"] = (403, '{"detail": "token of admin@example.com expired"}')
+    with pytest.raises(label_studio.LabelStudioError) as raised:
+        label_studio.fetch_text("/data/upload/3/secret.txt", 5)
+    assert str(raised.value) == "Label Studio answered 403 for the text of task 5"
+    assert "admin@example.com" not in str(raised.value)

@@ -101,10 +101,11 @@ def start_service(data_dir: Path, label_studio: LabelStudioServer | None, extra_
     })
     if label_studio is not None:
         env.update({"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token})
+    port = free_port()
+    env["ALO_SERVICE_URL"] = f"http://127.0.0.1:{port}"  # where Label Studio reaches it
     env.update(extra_env or {})
     if env.get("DATABASE_URL", "").startswith("postgres"):
         env["DATABASE_URL"] = fresh_database(env["DATABASE_URL"])
-    port = free_port()
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], env=env, cwd=ROOT,
                    check=True, timeout=300)
     process = ManagedProcess(
@@ -114,9 +115,11 @@ def start_service(data_dir: Path, label_studio: LabelStudioServer | None, extra_
     process.start()
     url = f"http://127.0.0.1:{port}"
 
+    auth = (env["BASIC_AUTH_USER"], env["BASIC_AUTH_PASS"]) if env.get("BASIC_AUTH_USER") else None
+
     def healthy() -> bool:
         try:
-            return requests.get(f"{url}/health", timeout=1).ok
+            return requests.get(f"{url}/health", timeout=1, auth=auth).ok
         except requests.RequestException:
             return False
 

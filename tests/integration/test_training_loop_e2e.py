@@ -87,18 +87,85 @@ def test_annotations_in_label_studio_train_a_version_tracked_in_mlflow_server(tm
             "tasks": [tasks[100]], "project": key, "label_config": SMS_CONFIG}).json()
         assert answer["results"][0]["model_version"] == version and answer["results"][0]["result"]
 
-        # "Start Training" in Label Studio trains again, though no annotation changed.
+        # "Start Training" in Label Studio on the annotations the version learned says so, and
+        # makes no duplicate version; after one more annotation it trains.
         ls.api("POST", f"/api/ml/{backend['id']}/train", json={})
-        wait_for(lambda: loop.runs(pid)[-1]["trigger"] == "start_training" and loop.runs(pid)[-1]["status"] == "succeeded",
-                 timeout=120, what="Start Training to produce a new version")
+        wait_for(lambda: loop.runs(pid)[-1]["trigger"] == "start_training" and loop.runs(pid)[-1]["status"] == "skipped",
+                 timeout=120, what="Start Training on unchanged annotations to be skipped")
+        assert f"the annotations are the ones {version} learned" in loop.runs(pid)[-1]["detail"]
+        assert len(loop.versions(pid)) == len(trained)
+        annotate(ls, tasks[30], rows[30][0])
+        ls.api("POST", f"/api/ml/{backend['id']}/train", json={})
+        wait_for(lambda: loop.runs(pid)[-1]["status"] == "succeeded" and loop.runs(pid)[-1]["version"] != version,
+                 timeout=120, what="Start Training after a new annotation to produce a new version")
         last = loop.runs(pid)[-1]
-        assert last["version"] != version and last["num_annotations"] == 30
+        assert last["version"] != version and last["num_annotations"] == 31
         wait_for(lambda: loop.setup_version(key, SMS_CONFIG) == last["version"], what="the new version to serve")
         assert client.get_model_version_by_alias(name, "champion").version != registered.version
     finally:
         stop_loop(loop)
         mlflow.stop()
         print_log_tail(mlflow.process.log_path, 20)
+
+
+def project_webhooks(ls, project_id: int) -> list[dict]:
+    return ls.api("GET", "/api/webhooks/", params={"project": project_id})
+
+
+def event_count(loop, project_id: int) -> int:
+    (count,), = loop.rows(f"SELECT COUNT(*) FROM learning_webhookevent WHERE ls_project_id = {int(project_id)}")
+    return count
+
+
+def test_with_a_webhook_secret_only_label_studio_gets_through(tmp_path, redis_server, label_studio):
+    """The service signs Label Studio's webhook to it; forged calls are refused and store nothing;
+    Start Training (basic auth) on unchanged annotations makes no duplicate version."""
+    secret, user, password = "s3cret-header-value", "ls-backend", "pw-for-label-studio"
+    loop = start_loop(tmp_path, redis_server, label_studio, {
+        "ALO_WEBHOOK_SECRET": secret, "BASIC_AUTH_USER": user, "BASIC_AUTH_PASS": password})
+    try:
+        ls = label_studio
+        rows = sms_rows(80)
+        project, tasks = create_project(ls, rows)
+        pid = project["id"]
+        backend = ls.api("POST", "/api/ml", json={
+            "project": pid, "url": loop.service.url, "title": "AL orchestrator", "auth_method": "BASIC_AUTH",
+            "basic_auth_user": user, "basic_auth_pass": password,
+            "extra_params": {"training": {"min_annotations": 10, "retrain_every": 1000, "quiet_seconds": 3}}})
+        assert backend["state"] == "CO", backend
+        # Label Studio made its webhook to the service; the service added its header to it (no second one).
+        url = f"{loop.service.url}/webhook"
+        wait_for(lambda: [h["headers"] for h in project_webhooks(ls, pid) if h["url"].rstrip("/") == url]
+                 == [{"X-Alo-Webhook-Secret": secret}], timeout=60, what="the service to sign its webhook")
+
+        # Forged calls: an annotation and three Start Trainings, without the header, are refused.
+        before = event_count(loop, pid)
+        forged = webhook_body("ANNOTATION_CREATED", {"id": pid}, tasks[0], {"id": 999, "result": choice("spam")})
+        for body in [forged] + [{"action": "START_TRAINING", "project": {"id": pid}}] * 3:
+            answer = requests.post(url, json=body, timeout=10)
+            assert answer.status_code == 401 and "X-Alo-Webhook-Secret" in answer.json()["detail"]
+        wrong = requests.post(url, json=forged, headers={"X-Alo-Webhook-Secret": "guess"}, timeout=10)
+        assert wrong.status_code == 401
+        assert event_count(loop, pid) == before
+
+        # Annotations in Label Studio: its signed webhooks arrive and train a version.
+        for task, (label, _) in zip(tasks[:20], rows[:20]):
+            annotate(ls, task, label)
+        wait_for(lambda: any(r["status"] == "succeeded" for r in loop.runs(pid)) and loop.idle(pid), timeout=120,
+                 what="the signed annotation webhooks to train a version")
+        trained = [r for r in loop.runs(pid) if r["status"] == "succeeded"]
+        assert sum(r["num_events"] for r in loop.runs(pid)) == 20 and trained[-1]["num_annotations"] == 20
+        version = trained[-1]["version"]
+
+        # Label Studio's Start Training (basic auth, no header) gets through, and on the same
+        # annotations trains nothing new.
+        ls.api("POST", f"/api/ml/{backend['id']}/train", json={})
+        wait_for(lambda: loop.runs(pid)[-1]["trigger"] == "start_training" and loop.runs(pid)[-1]["status"] == "skipped",
+                 timeout=120, what="Start Training on unchanged annotations to be skipped")
+        assert f"the annotations are the ones {version} learned" in loop.runs(pid)[-1]["detail"]
+        assert [v["version"] for v in loop.versions(pid)] == [r["version"] for r in trained]
+    finally:
+        stop_loop(loop)
 
 
 def webhook_body(action: str, project: dict, task: dict, annotation: dict) -> dict:

@@ -161,7 +161,7 @@ class ProjectAdmin(admin.ModelAdmin):
                                                               "extra_params", "created_at", "last_setup_at")}),
     )
     inlines = [TrainingPolicyInline, ScoringPolicyInline, ModelVersionInline]
-    actions = ["score_and_push", "train_now", "roll_back"]
+    actions = ["score_and_push", "train_now", "train_even_if_unchanged", "roll_back"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # projects come from Label Studio's /setup: "Connect a Label Studio project" asks for one
@@ -312,7 +312,15 @@ class ProjectAdmin(admin.ModelAdmin):
         for project in queryset:
             event = training_schedule.request_training(project)
             self.message_user(request, f"{project}: training asked for (event {event.pk}); its run and the version "
-                                       "it trains appear under Training runs")
+                                       "it trains appear under Training runs (on the annotations the latest "
+                                       "version learned, the run says so and trains nothing)")
+
+    @admin.action(description="Train now, even on unchanged annotations")
+    def train_even_if_unchanged(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for project in queryset:
+            event = training_schedule.request_training(project, even_if_unchanged=True)
+            self.message_user(request, f"{project}: training asked for (event {event.pk}), a new version even on "
+                                       "the annotations the latest one learned")
 
     @admin.action(description="Roll back to the previous version")
     def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:

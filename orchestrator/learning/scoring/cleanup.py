@@ -8,11 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.utils import timezone
 
 from orchestrator import jobs
 from orchestrator.gateways import label_studio
 from orchestrator.learning import projects
-from orchestrator.learning.models import ModelVersion, Project, ScoringRun
+from orchestrator.learning.models import ModelVersion, Project, ScoringPool, ScoringRun
 from orchestrator.learning.scoring.context import ACTIVE
 
 logger = logging.getLogger(__name__)
@@ -119,3 +122,13 @@ def drop_unswitched_tag(run: ScoringRun) -> None:
             request_cleanup(run.project_id, countdown=CLEANUP_RECHECK_SECONDS)
     except label_studio.LabelStudioError as exc:  # the next push's clean-up deletes them
         logger.warning("scoring_cleanup_failed run=%s tag=%s error=%s", run.pk, run.tag, exc)
+
+
+def prune_pools(days: int) -> int:
+    """Stored pools of runs over for more than `days` (cancelled, superseded, failed): a retry
+    after that scores its pool again. Pools of queued and running runs always stay."""
+    if days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = ScoringPool.objects.exclude(run__status__in=ACTIVE).filter(run__finished_at__lt=cutoff).delete()
+    return deleted

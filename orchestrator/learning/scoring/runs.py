@@ -246,11 +246,16 @@ def reconcile() -> dict[str, int]:
     failed = (ScoringRun.objects.filter(of_what_serves, status=ScoringRun.Status.FAILED, finished_at__lt=retry_before,
                                         attempts__lt=MAX_ATTEMPTS)
               .values_list("project_id", flat=True).distinct())
+    broken = 0  # one project's bad state never stops the pass for the others
     for project_pk in list(failed):
-        latest = ScoringRun.objects.filter(project_id=project_pk).order_by("-created_at", "-pk").first()
-        if latest.status == ScoringRun.Status.FAILED:  # nothing newer took over since
-            run = request_scoring(latest.project, trigger="resume", mode=latest.mode)
-            resumed += int(run is not None and run.pk == latest.pk)
+        try:
+            latest = ScoringRun.objects.filter(project_id=project_pk).order_by("-created_at", "-pk").first()
+            if latest.status == ScoringRun.Status.FAILED:  # nothing newer took over since
+                run = request_scoring(latest.project, trigger="resume", mode=latest.mode)
+                resumed += int(run is not None and run.pk == latest.pk)
+        except Exception:
+            logger.exception("reconcile_scoring_failed project_pk=%s", project_pk)
+            broken += 1
     stale = now - timedelta(minutes=2)
     for run in ScoringRun.objects.filter(status__in=ACTIVE).select_related("project"):
         lease_until = run.project.scoring_lease_until
@@ -258,6 +263,11 @@ def reconcile() -> dict[str, int]:
             continue
         if run.status == ScoringRun.Status.QUEUED and run.created_at > stale:
             continue
-        enqueue_run(run)
+        try:
+            enqueue_run(run)
+        except Exception:
+            logger.exception("reconcile_scoring_failed project_pk=%s run=%s", run.project_id, run.pk)
+            broken += 1
+            continue
         resent += 1
-    return {"scoring_resent": resent, "scoring_resumed": resumed}
+    return {"scoring_resent": resent, "scoring_resumed": resumed, "projects_failed": broken}

@@ -28,7 +28,11 @@ from orchestrator.learning.training.schedule import POLL_SECONDS, decide, pendin
 logger = logging.getLogger(__name__)
 
 # Triggers a person asked for: they train whatever the policy's minimum or the data say.
-ASKED = frozenset({"start_training", "manual"})
+ASKED = frozenset({"start_training", "manual", "forced"})
+# ... of which these train even on the annotations the latest version learned (the console's
+# "even if unchanged", the command line): Start Training comes through /webhook, which anyone
+# who can reach the service could call.
+REPEATS = frozenset({"manual", "forced"})
 
 
 @dataclass(frozen=True)
@@ -152,9 +156,11 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{len(dataset.examples)} usable "
                            f"annotations; the policy trains from {policy.min_annotations}")
         latest = _latest_trained(project)
-        if not asked and latest is not None and latest.data_digest == dataset.digest:
+        if trigger not in REPEATS and latest is not None and latest.data_digest == dataset.digest:
+            again = (" (to train on them again: the console's Train now, even if unchanged)"
+                     if trigger == "start_training" else "")
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped",
-                           f"the annotations are the ones {latest.version} learned")
+                           f"the annotations are the ones {latest.version} learned{again}")
         serving_metrics = project.serving_version.metrics if project.serving_version_id and project.serving_version else None
         try:
             version = train_model_version(project=project, examples=dataset.examples,
@@ -208,19 +214,32 @@ def _finish(run: TrainingRun, status: str, outcome: str, detail: str) -> CheckRe
 def reconcile() -> dict[str, int]:
     """Beat's periodic pass: re-ask for lost checks, and notice annotations no webhook announced."""
     now = timezone.now()
-    asked = noticed = 0
+    asked = noticed = failed = 0
     for project in Project.objects.all():
-        lease_live = project.training_lease_until is not None and project.training_lease_until > now
-        check_live = project.training_check_at is not None and project.training_check_at > now - timedelta(minutes=5)
-        if lease_live or check_live:
+        # One project's bad state (a row no check can read) never stops the pass for the others.
+        try:
+            seen, wanted = _reconcile_one(project, now)
+        except Exception:
+            logger.exception("reconcile_failed project=%s", project.ls_project_id)
+            failed += 1
             continue
-        if label_studio.is_configured() and _annotations_changed_unseen(project):
-            WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action="RECONCILE")
-            noticed += 1
-        decision = decide(selectors.training_policy(project), pending_of(project), now)
-        if decision.train or decision.check_at is not None:
-            asked += int(request_check(project.pk))
-    return {"checks_requested": asked, "changes_noticed": noticed}
+        noticed, asked = noticed + seen, asked + wanted
+    return {"checks_requested": asked, "changes_noticed": noticed, "projects_failed": failed}
+
+
+def _reconcile_one(project: Project, now) -> tuple[int, int]:
+    lease_live = project.training_lease_until is not None and project.training_lease_until > now
+    check_live = project.training_check_at is not None and project.training_check_at > now - timedelta(minutes=5)
+    if lease_live or check_live:
+        return 0, 0
+    noticed = 0
+    if label_studio.is_configured() and _annotations_changed_unseen(project):
+        WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action="RECONCILE")
+        noticed = 1
+    decision = decide(selectors.training_policy(project), pending_of(project), now)
+    if decision.train or decision.check_at is not None:
+        return noticed, int(request_check(project.pk))
+    return noticed, 0
 
 
 def _annotations_changed_unseen(project: Project) -> bool:

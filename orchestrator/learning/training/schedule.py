@@ -18,11 +18,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestrator import jobs
-from orchestrator.learning.events import TRAINING_EVENTS, TrainingSchedule
+from orchestrator.learning.events import TRAIN_FORCED, TRAINING_EVENTS, TrainingSchedule
 from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
 from orchestrator.sqlite_turns import write_turn
 
-FORCE_ACTIONS = frozenset({"START_TRAINING", "TRAIN"})
+FORCE_ACTIONS = frozenset({"START_TRAINING", "TRAIN", TRAIN_FORCED})
 # While changes are pending but not yet due, look again at least this often.
 POLL_SECONDS = 2.0
 
@@ -34,6 +34,7 @@ class Pending:
     events: int = 0
     changes: int = 0  # annotation ids they name (at least one per event)
     forced: bool = False  # START_TRAINING or the legacy /train among them
+    repeat: bool = False  # the console's "even if unchanged" among them
     last_at: datetime | None = None
     through_id: int = 0
 
@@ -50,7 +51,7 @@ def decide(policy: TrainingPolicy, pending: Pending, now: datetime) -> Decision:
     if pending.events == 0:
         return Decision(train=False)
     if pending.forced:
-        return Decision(train=True, trigger="start_training")
+        return Decision(train=True, trigger="forced" if pending.repeat else "start_training")
     if not policy.auto_train:
         return Decision(train=False)
     if policy.retrain_every and pending.changes >= policy.retrain_every:
@@ -70,15 +71,17 @@ def pending_of(project: Project, through_id: int | None = None) -> Pending:
     if through_id is not None:
         rows = rows.filter(pk__lte=through_id)
     count = changes = 0
-    forced = False
+    forced = repeat = False
     last_at, last_id = None, 0
     for pk, action, ids, received_at in rows.values_list("pk", "action", "annotation_ids", "received_at").iterator():
         count += 1
         changes += max(1, len(ids or ()))
         forced = forced or action in FORCE_ACTIONS
+        repeat = repeat or action == TRAIN_FORCED
         last_at = received_at if last_at is None or received_at > last_at else last_at
         last_id = max(last_id, pk)
-    return Pending(events=count, changes=changes, forced=forced, last_at=last_at, through_id=last_id)
+    return Pending(events=count, changes=changes, forced=forced, repeat=repeat, last_at=last_at,
+                   through_id=last_id)
 
 
 _UNKNOWN: Any = object()
@@ -129,9 +132,11 @@ def on_event(event: WebhookEvent, known: TrainingSchedule | None = None) -> None
         request_check(event.project_id, delay=delay, scheduled=scheduled)
 
 
-def request_training(project: Project) -> WebhookEvent:
+def request_training(project: Project, *, even_if_unchanged: bool = False) -> WebhookEvent:
     """The console's "train now": recorded as a Start Training event, so it coalesces with
-    the annotation events pending and trains even with automatic training off."""
-    event = WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action="START_TRAINING")
+    the annotation events pending and trains even with automatic training off. On the
+    annotations the latest version learned it trains only `even_if_unchanged`."""
+    action = TRAIN_FORCED if even_if_unchanged else "START_TRAINING"
+    event = WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action=action)
     on_event(event)
     return event

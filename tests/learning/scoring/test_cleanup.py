@@ -64,3 +64,23 @@ def test_old_tags_wait_while_a_push_runs(trained_sms_project, fake_ls, queued_ru
     assert "p7-v0" in fake_ls.model_versions(0)
     ScoringRun.objects.filter(pk=running.pk).update(status=ScoringRun.Status.SUCCEEDED)
     assert cleanup.clean_up(project.pk) == "deleted ['p7-v0']"
+
+
+def test_pools_of_runs_long_over_are_pruned_and_those_of_active_runs_stay(trained_sms_project):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orchestrator.learning.models import ScoringPool
+
+    project, version = trained_sms_project
+    long_ago = timezone.now() - timedelta(days=31)
+    runs = {status: scoring_run(project, version, tag=f"t-{status}", status=status, finished_at=long_ago)
+            for status in (ScoringRun.Status.CANCELLED, ScoringRun.Status.FAILED, ScoringRun.Status.RUNNING)}
+    recent = scoring_run(project, version, tag="t-recent", status=ScoringRun.Status.CANCELLED,
+                         finished_at=timezone.now())
+    for run in [*runs.values(), recent]:
+        ScoringPool.objects.create(run=run, size=1, data=b"x")
+    assert cleanup.prune_pools(30) == 2
+    assert set(ScoringPool.objects.values_list("run__tag", flat=True)) == {"t-running", "t-recent"}
+    assert cleanup.prune_pools(0) == 0

@@ -112,6 +112,34 @@ def test_beat_resumes_a_failed_push_once_it_has_rested(trained_sms_project, fake
     assert runs.reconcile()["scoring_resumed"] == 0
 
 
+def test_a_project_whose_resumption_fails_leaves_the_others_resumed(trained_sms_project, fake_ls, queued_runs,
+                                                                     monkeypatch, caplog):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orchestrator.learning.models import Project
+
+    project, version = trained_sms_project
+    fake_ls.import_faults = ["pass", "fail", "fail", "fail"]
+    run = score_now(project)
+    other = Project.objects.create(ls_project_id=3, label_config=project.label_config,
+                                   label_config_digest=project.label_config_digest)
+    poisoned = scoring_run(other, None, tag="cold-start", status=ScoringRun.Status.FAILED)
+    ScoringRun.objects.filter(pk__in=[run.pk, poisoned.pk]).update(finished_at=timezone.now() - timedelta(minutes=10))
+    request = runs.request_scoring
+
+    def failing_for_project_3(target, **kwargs):
+        if target.ls_project_id == 3:
+            raise ValueError("a row no run can be made of")
+        return request(target, **kwargs)
+
+    monkeypatch.setattr(runs, "request_scoring", failing_for_project_3)
+    outcome = runs.reconcile()
+    assert outcome["scoring_resumed"] == 1 and outcome["projects_failed"] == 1 and queued_runs == [run.pk]
+    assert f"reconcile_scoring_failed project_pk={other.pk}" in caplog.text
+
+
 @pytest.mark.django_db(transaction=True)
 def test_triggers_firing_at_the_same_moment_share_one_run(trained_sms_project, fake_ls, queued_runs, monkeypatch):
     import threading

@@ -44,8 +44,13 @@ def test_unchanged_annotations_do_not_make_a_new_version_unless_asked(sms_projec
     # An edit (same annotation, new revision) is a change.
     edited = ls_tasks(sms_rows(40), revision="2026-11-23T11:00:00Z")
     assert train_on(sms_project, trigger="quiet", tasks=edited).outcome == "trained"
-    # Start Training always trains.
-    forced = train_on(sms_project, trigger="start_training", tasks=edited)
+    # Start Training (Label Studio's button, or anyone who can reach /webhook) on the same
+    # annotations says so rather than making a duplicate version; the console can force one.
+    webhook_event(sms_project, action="START_TRAINING")
+    asked = train_on(sms_project, trigger="start_training", tasks=edited).run
+    assert asked.status == TrainingRun.Status.SKIPPED and "p7-v2" in asked.detail and "Train now" in asked.detail
+    assert schedule.pending_of(sms_project).events == 0
+    forced = train_on(sms_project, trigger="forced", tasks=edited)
     assert forced.outcome == "trained"
     assert ModelVersion.objects.filter(project=sms_project).count() == 3
 
@@ -145,9 +150,25 @@ def test_the_check_reschedules_itself_until_the_quiet_period_ends(sms_project, q
 
 def test_reconciliation_asks_again_for_events_a_lost_message_left(sms_project, queued_checks):
     WebhookEvent.objects.filter(pk=webhook_event(sms_project).pk).update(received_at=timezone.now() - timedelta(minutes=10))
-    assert loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0}
+    assert loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0, "projects_failed": 0}
     assert queued_checks == [(sms_project.pk, 0.0)]
     assert loop.reconcile()["checks_requested"] == 0  # a check is on its way
+
+
+def test_one_poisoned_project_leaves_every_other_projects_reconciliation_working(sms_project, queued_checks, caplog):
+    """A row from before the policy bounds (quiet_seconds 1e20) fails its own check, nobody else's."""
+    from orchestrator.learning.models import TrainingPolicy
+    from orchestrator.learning.projects import setup_project
+    from tests.conftest import SMS_CONFIG
+
+    poisoned = setup_project(project_key="3.1717171717", label_config=SMS_CONFIG)
+    TrainingPolicy.objects.update_or_create(project=poisoned, defaults={"quiet_seconds": 1e20})
+    long_ago = timezone.now() - timedelta(minutes=10)
+    for project in (poisoned, sms_project):
+        WebhookEvent.objects.filter(pk=webhook_event(project).pk).update(received_at=long_ago)
+    assert loop.reconcile() == {"checks_requested": 1, "changes_noticed": 0, "projects_failed": 1}
+    assert queued_checks == [(sms_project.pk, 0.0)]
+    assert "reconcile_failed project=3" in caplog.text
 
 
 def _running_run(project) -> TrainingRun:
