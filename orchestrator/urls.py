@@ -9,5 +9,7 @@ urlpatterns = [
 ]
 
 admin.site.site_header = "Active-learning orchestrator"
+# The run and version lists are wide: their columns get the window, not a second menu (Home lists the models).
+admin.site.enable_nav_sidebar = False
 admin.site.site_title = "Active-learning console"
 admin.site.index_title = "Projects, model versions and jobs"

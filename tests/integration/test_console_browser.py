@@ -120,13 +120,21 @@ def test_a_lead_steers_the_loop_from_the_console_in_a_browser(label_studio, serv
             assert f"{len(rows)} tasks, 60 annotated, {unlabeled} in the queue" in in_ls
             assert "spam" in page.locator(".field-labels").inner_text()
 
-            # Train twice from the project list; each run names the version it trained.
-            for n in (1, 2):
+            # Train from the project list. Again on the same annotations, the run says so and trains
+            # nothing; "even on unchanged annotations" makes the second version. Each run names its version.
+            for n, action in ((1, "train_now"), (None, "train_now"), (2, "train_even_if_unchanged")):
                 page.goto(f"{served}/admin/learning/project/")
-                assert "training asked for" in _act(page, "train_now", "SMS e2e")
+                assert "training asked for" in _act(page, action, "SMS e2e")
+                if n is None:
+                    page.goto(f"{served}/admin/learning/trainingrun/")
+                    skipped = page.locator("#result_list tbody tr").filter(has_text=re.compile("skipped", re.I))
+                    wait_until(lambda: page.reload() or skipped.filter(
+                        has_text=f"the ones p{pid}-v1 learned").count() == 1, timeout=120, interval=1,
+                        what="Train now on unchanged annotations to be skipped")
+                    continue
                 page.goto(f"{served}/admin/learning/modelversion/")
                 wait_until(lambda: _reload_has(page, f"p{pid}-v{n}", "serving"), timeout=180, interval=1,
-                         what=f"version {n} to train and serve")
+                           what=f"version {n} to train and serve")
             page.goto(f"{served}/admin/learning/trainingrun/")
             assert page.locator(f"#result_list tbody tr:has-text('p{pid}-v2')").count() == 1
 
