@@ -171,6 +171,37 @@ def test_one_poisoned_project_leaves_every_other_projects_reconciliation_working
     assert "reconcile_failed project=3" in caplog.text
 
 
+def test_beside_a_poisoned_project_another_trains_and_pushes(sms_project, fake_ls, queued_runs, queued_checks, reads):
+    """The healthy project's whole loop goes on: beat notices its events, its check trains, the
+    new version is pushed to Label Studio and orders its queue; the poisoned one fails alone."""
+    from orchestrator.learning.models import ScoringRun
+    from orchestrator.learning.projects import setup_project
+    from orchestrator.learning.scoring import job, runs
+    from tests.conftest import SMS_CONFIG
+
+    poisoned = setup_project(project_key="3.1717171717", label_config=SMS_CONFIG)
+    TrainingPolicy.objects.filter(project=poisoned).update(quiet_seconds=1e20)  # as a row from before the bounds
+    long_ago = timezone.now() - timedelta(minutes=10)
+    for project in (poisoned, sms_project):
+        WebhookEvent.objects.filter(pk=webhook_event(project).pk).update(received_at=long_ago)
+    reads.source = ls_tasks(sms_rows(60))
+
+    assert loop.reconcile()["projects_failed"] == 1
+    assert [pk for pk, _ in queued_checks] == [sms_project.pk]
+    assert loop.run_check(sms_project.pk).outcome == "trained"
+    sms_project.refresh_from_db()
+    version = sms_project.serving_version
+    assert version is not None and version.metrics["num_examples"] == 60
+
+    push = ScoringRun.objects.get(pk=queued_runs[-1])  # (the cold starts' runs were asked for before)
+    assert push.project == sms_project and push.model_version == version
+    assert job.run_scoring(push.pk) == ScoringRun.Status.SUCCEEDED
+    assert fake_ls.project["model_version"] == version.version
+    assert fake_ls.model_versions(0) == {version.version: 2500}
+    assert runs.reconcile()["projects_failed"] == 0
+    assert not ModelVersion.objects.filter(project=poisoned).exists()
+
+
 def _running_run(project) -> TrainingRun:
     return TrainingRun.objects.get(project=project, status=TrainingRun.Status.RUNNING)
 
