@@ -7,13 +7,14 @@ asks /predict for all N tasks in one request, as Label Studio's "Retrieve predic
 
 References, measured in the same run against the same Label Studio: reading the N files from it
 one after another (what /predict did before fetching concurrently: 1,000 took 45 s) and
-URL_FETCH_THREADS at a time (the most the service's fetching can reach).
+2, 4 and ALO_URL_FETCH_THREADS at a time (the last: the most the service's fetching can reach).
 Run: `python bench/url_texts.py [--tasks 1000]`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import print_table, running_stack  # noqa: E402
 
-from backends.text_classification import URL_FETCH_THREADS  # noqa: E402
+from backends.text_classification import URL_FETCH_THREADS as DEFAULT_THREADS  # noqa: E402
 from tests.conftest import SMS_POOL, SMS_SAMPLE, sms_rows  # noqa: E402
 
 URL_CONFIG = (
@@ -33,6 +34,8 @@ URL_CONFIG = (
     '<Choices name="label" toName="text"><Choice value="ham"/><Choice value="spam"/></Choices></View>'
 )
 UPLOAD_BATCH = 100
+# The service's fetches at once, as it will read the setting.
+URL_FETCH_THREADS = int(os.environ.get("ALO_URL_FETCH_THREADS") or DEFAULT_THREADS)
 
 
 def upload_texts(ls, pid: int, texts: list[str]) -> list[dict]:
@@ -117,11 +120,13 @@ def main() -> None:
         rates = {threads: read_rate(ls, urls, threads) for threads in sorted({1, 2, 4, URL_FETCH_THREADS})}
         serial, concurrent = rates[1], rates[URL_FETCH_THREADS]
         cold, results = predict(loop, pid, tasks)
-        warm, again = predict(loop, pid, tasks)
+        repeats = [predict(loop, pid, tasks) for _ in range(4)]
 
     labels = [r["result"][0]["value"]["choices"][0] if r.get("result") else None for r in results]
     assert len(labels) == len(tasks) and all(labels), "a task came back without a prediction"
-    assert [r.get("result") for r in again] == [r.get("result") for r in results], "the two answers differ"
+    for _, again in repeats:
+        assert [r.get("result") for r in again] == [r.get("result") for r in results], "the answers differ"
+    warm = sorted(seconds for seconds, _ in repeats)
     accuracy = sum(a == b for a, b in zip(labels, truth)) / len(truth)
     n = len(tasks)
     print_table([
@@ -136,11 +141,12 @@ def main() -> None:
                                                     f"{(n / cold) / concurrent:.2f}x the {URL_FETCH_THREADS}-at-a-time "
                                                     f"reference, {(n / cold) / serial:.2f}x the serial one "
                                                     "(before: 45 s; Label Studio waits 100 s, ML_TIMEOUT_PREDICT)"),
-        (f"/predict of {n:,} URL tasks, again (texts cached)", f"{warm:.2f} s"),
+        (f"/predict of {n:,} URL tasks, 4 times more", f"{warm[0]:.2f} s to {warm[-1]:.1f} s (texts are cached per web "
+                                                      "process: fast where the request meets the worker that read them)"),
         ("predictions agree with the true labels", f"{accuracy:.1%} (a sanity check that the texts were read)"),
     ])
     print(json.dumps({"tasks": n, "serial_rate": serial, "rates": rates, "cold_s": cold,
-                      "warm_s": warm, "accuracy": accuracy}))
+                      "repeat_s": warm, "accuracy": accuracy}))
 
 
 if __name__ == "__main__":

@@ -192,6 +192,11 @@ LABEL_STUDIO_IMPORT_TIMEOUT = float(env_str("LABEL_STUDIO_IMPORT_TIMEOUT", "300"
 LABEL_STUDIO_RETRIES = env_int("LABEL_STUDIO_RETRIES", 4)
 LABEL_STUDIO_RETRY_BACKOFF = float(env_str("LABEL_STUDIO_RETRY_BACKOFF", "2"))
 LABEL_STUDIO_PAGE_SIZE = env_int("LABEL_STUDIO_PAGE_SIZE", 500)
+# Texts behind URLs read from Label Studio at once per /predict or scoring batch (bench/url_texts.py:
+# a local Label Studio serves fastest 2 at a time, a remote one gains from more).
+URL_FETCH_THREADS = env_int("ALO_URL_FETCH_THREADS", 8)
+if not 1 <= URL_FETCH_THREADS <= 64:
+    raise RuntimeError(f"ALO_URL_FETCH_THREADS must be 1 to 64, not {URL_FETCH_THREADS}")
 
 # --- ML backend protocol ------------------------------------------------------------------
 BASIC_AUTH_USER = env_str("BASIC_AUTH_USER", "")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
+
 from orchestrator.gateways import label_studio
 from orchestrator.learning import projects, selectors
 from orchestrator.learning.model_cache import Predictor, model_cache
@@ -25,7 +27,7 @@ def predict(*, predictor: Predictor, tasks: Sequence[Mapping[str, Any]]) -> list
     """One Label Studio prediction per task, in order, all of one version."""
     backend = predictor.backend
     fetch = label_studio.fetch_text if label_studio.is_configured() else None
-    texts = backend.texts(tasks, fetch)  # TaskDataError names the task and the missing key
+    texts = backend.texts(tasks, fetch, threads=settings.URL_FETCH_THREADS)  # TaskDataError names the task and the missing key
     if predictor.model is None:
         results: list[list[dict[str, Any]]] = [[] for _ in tasks]
         priorities = cold_start_priorities(predictor, [t.get("id") for t in tasks], texts)

@@ -528,6 +528,11 @@ def test_texts_behind_urls_are_fetched_at_once_and_label_studios_errors_are_not_
     status, answer = post(client, "/predict", orjson.dumps(body))
     assert status == 200 and len(answer["results"]) == 40
     assert 1 < at_once[0] <= 8  # concurrent, and bounded
+    settings.URL_FETCH_THREADS, at_once[0] = 2, 0  # ALO_URL_FETCH_THREADS
+    body["tasks"] = [{"id": i, "data": {"url": f"/data/upload/2/{i}.txt"}} for i in range(1, 41)]
+    status, answer = post(client, "/predict", orjson.dumps(body))
+    assert status == 200 and len(answer["results"]) == 40 and at_once[0] == 2
+    body["tasks"] = tasks
     tasks[7]["data"]["url"] = "/data/upload/1/bad.txt"
     status, answer = post(client, "/predict", orjson.dumps(body))
     assert status == 502 and "task 8" in answer["detail"] and "500" in answer["detail"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 import strategies
@@ -146,7 +147,7 @@ def _pages(ctx: RunContext):
         tasks = _read_page(ctx, after)
         if not tasks:
             break
-        texts = backend.texts(tasks, text_fetcher())
+        texts = backend.texts(tasks, text_fetcher(), threads=settings.URL_FETCH_THREADS)
         page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
         if after == run.high_water and run.mode == ScoringRun.Mode.FULL and run.done == 0:
             sampler = StopSetSampler.for_pool(ctx.project, run.total - run.done)
@@ -218,4 +219,4 @@ def _labeled_texts(ctx: RunContext) -> list[str]:
     ls_id = ctx.project.ls_project_id
     tasks = call_label_studio(lambda: label_studio.labeled_tasks(ls_id, limit=LABELED_SAMPLE),
                               f"reading labeled tasks of project {ls_id}")
-    return ctx.predictor.backend.texts(tasks, text_fetcher())
+    return ctx.predictor.backend.texts(tasks, text_fetcher(), threads=settings.URL_FETCH_THREADS)
