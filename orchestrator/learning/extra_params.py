@@ -5,8 +5,9 @@ text. Pure parsing: what is wrong is said here, naming the field and what it acc
 """
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 import strategies
 from backends.features import FEATURE_SETS
@@ -88,9 +89,12 @@ def parse_extra_params(value: Any) -> dict[str, Any] | None:
     if isinstance(value, dict):
         return value
     if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
+        try:  # orjson, not json: json turns NaN, Infinity and 1e999 into floats no JSON column will store
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            if value.lstrip().startswith("{"):  # meant as settings: a typo must not silently drop them
+                raise PolicyError(f"extra params are not valid JSON ({exc}); write them as JSON, "
+                                  f"e.g. {EXAMPLES['training']}") from exc
             return {"text": value}
         return parsed if isinstance(parsed, dict) else {"value": parsed}
     return {"value": value}

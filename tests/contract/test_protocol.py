@@ -452,6 +452,36 @@ def test_extra_params_with_a_bad_policy_are_refused(client, section, value, word
     assert not Project.objects.filter(ls_project_id=4).exists()
 
 
+@pytest.mark.parametrize("text, stored", [
+    ("9" * 5000 + ".1", {"text": "9" * 5000 + ".1"}),  # json.loads made this float('inf'): a 500 on SQLite
+    ("NaN", {"text": "NaN"}),
+    ("Infinity", {"text": "Infinity"}),
+    ("[1e999]", {"text": "[1e999]"}),
+    ("be gentle", {"text": "be gentle"}),
+    ("12", {"value": 12}),
+])
+def test_extra_params_text_that_is_not_a_json_object_is_kept_as_written(client, text, stored):
+    from orchestrator.learning.models import Project
+
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": text}
+    response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert Project.objects.get(ls_project_id=4).extra_params == stored
+
+
+@pytest.mark.parametrize("text", ['{"training": {"quiet_seconds": Infinity}}', '{"training": {"retrain_every": 5,}}',
+                                  '{"strategy": NaN}', "  {strategy: margin}"])
+def test_extra_params_meant_as_an_object_but_not_json_are_refused(client, text):
+    from orchestrator.learning.models import Project
+
+    body = {"project": "4.1700000000", "schema": SMS_CONFIG, "extra_params": text}
+    response = client.post("/setup", data=orjson.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    detail = orjson.loads(response.content)["detail"]
+    assert "extra params are not valid JSON" in detail and '{"training": {"retrain_every": 50}}' in detail, detail
+    assert not Project.objects.filter(ls_project_id=4).exists()
+
+
 def test_extra_params_set_the_scoring_policy(client):
     from orchestrator.learning.models import ScoringPolicy
 
