@@ -84,6 +84,11 @@ VARIANTS = {
 }
 
 
+def set_batch(size: int) -> None:
+    global BATCH
+    BATCH = size
+
+
 def seed_labels(texts, train, rng, seed: int, cold_start: str) -> list[int]:
     """The first SEED_LABELS labels: uniform random, or the diversity cold start's order (strategies/cold_start.py)."""
     if cold_start == "random":
@@ -143,9 +148,11 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--strategies", default="margin,least_confidence")
     parser.add_argument("--cache-dir", default="/tmp/alo-features")
+    parser.add_argument("--batch", type=int, default=BATCH, help="labels per round after the first SEED_LABELS")
     parser.add_argument("--cold-start", default="random", choices=["random", "kmeans"],
                         help="how the first labels are chosen for the strategies (random stays random)")
     args = parser.parse_args()
+    set_batch(args.batch)
     features.set_cache_dir(args.cache_dir)
     rows = []
     chosen = args.strategies.split(",")

@@ -1,13 +1,13 @@
 """The stopping rule in process, over seeds: where kappa on a stop set fires, against where held-out F1 stops rising.
 
 Same protocol as bench/learning_curves.py (this project's tfidf+glove estimator, margin, a k-means cold start,
-rounds of 20 labels) run to --max-labels; after each round, Cohen's kappa between this model's and the previous
+rounds of --batch labels, default 20) run to --max-labels; after each round, Cohen's kappa between this model's and the previous
 model's labels on a fixed stop set (2,000 pool tasks, as the service draws one), the rule of
 orchestrator/learning/stopping.py at several thresholds, and the plateau (the first round within 0.01 of the
 run's best held-out macro-F1). Prints, per dataset and threshold, the median labels at which the rule fired and
 the median |fired - plateau| over the seeds.
 
-    python bench/stopping_rule.py [--datasets sms,ag_news] [--seeds 5] [--max-labels 400]
+    python bench/stopping_rule.py [--datasets sms,ag_news] [--seeds 5] [--max-labels 400] [--batch 20]
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from learning_curves import BATCH, DATASETS, estimator, seed_labels  # noqa: E402
+import learning_curves  # noqa: E402
+from learning_curves import DATASETS, estimator, seed_labels  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
@@ -52,7 +53,7 @@ def run(texts, y, train, test, seed: int, max_labels: int):
         pool = np.setdiff1d(train, labeled)
         probabilities = model.predict_proba([texts[i] for i in pool])
         picks = pool[strategies.labelling_order(strategies.priorities("margin", probabilities=probabilities),
-                                                pool)[:BATCH]]
+                                                pool)[:learning_curves.BATCH]]
         labeled.extend(int(i) for i in picks)
 
 
@@ -62,7 +63,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--max-labels", type=int, default=400)
     parser.add_argument("--cache-dir", default="/tmp/alo-features")
+    parser.add_argument("--batch", type=int, default=learning_curves.BATCH, help="labels per round")
     args = parser.parse_args()
+    learning_curves.set_batch(args.batch)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
     import django
 
