@@ -12,6 +12,7 @@ the median |fired - plateau| over the seeds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--max-labels", type=int, default=400)
     parser.add_argument("--cache-dir", default="/tmp/alo-features")
     parser.add_argument("--batch", type=int, default=learning_curves.BATCH, help="labels per round")
+    parser.add_argument("--dump", help="write every run's rounds (labels, F1, kappa) to this JSON file")
     args = parser.parse_args()
     learning_curves.set_batch(args.batch)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestrator.settings")
@@ -73,12 +75,14 @@ def main() -> None:
     from orchestrator.learning.stopping import stop_suggested
 
     features.set_cache_dir(args.cache_dir)
+    dumped: dict[str, list] = {}
     print("| data | threshold | fired at (median, per seed) | F1 stops rising at | median abs(fired - plateau) |")
     print("|---|---|---|---|---|")
     for name in args.datasets.split(","):
         texts, y = DATASETS[name]()
         train, test = train_test_split(np.arange(len(texts)), test_size=0.3, stratify=y, random_state=0)
         runs = [run(texts, y, train, test, seed, args.max_labels) for seed in range(args.seeds)]
+        dumped[name] = runs
         plateaus = []
         for points in runs:
             best = max(f1 for _, f1, _ in points)
@@ -95,6 +99,8 @@ def main() -> None:
             print(f"| {name} | {threshold} | {statistics.median(values):.0f} ({shown}) | "
                   f"{statistics.median(plateaus):.0f} ({', '.join(map(str, plateaus))}) | "
                   f"{statistics.median(gaps):.0f} |", flush=True)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps({"batch": args.batch, "runs": dumped}))
 
 
 if __name__ == "__main__":
