@@ -7,6 +7,8 @@ For each dataset (SMS spam, AG News), two projects of the same pool of tasks:
   version serves and its push re-sorted the queue. Before the first model the queue is the
   cold start's order (pushed when the project connected).
 - **random** (the reference, same run): the annotator labels unlabeled tasks in a random order.
+  One random order is one draw; the same model in process over `--random-seeds` random orders gives
+  the median besides it.
 After each round the held-out macro-F1 is measured by calling the service's `/predict` on
 held-out texts. The bar is 95% of the full-data F1: the same model (the project's features)
 fitted in process on the whole pool. Also: where the stopping suggestion fired (the first
@@ -14,7 +16,7 @@ version with `stop_suggested`), and where held-out F1 stopped rising (the first 
 0.01 of the best F1 of the active run, which goes on to --max-labels). Writes a plot (PNG) of the curves.
 
     python bench/label_efficiency.py [--datasets sms,ag_news] [--pool 3000] [--held-out 1000]
-        [--batch 20] [--max-labels 400] [--plot label_efficiency.png]
+        [--batch 20] [--max-labels 400] [--plot label_efficiency.png] [--random-seeds 12]
 
 Needs ../shared/data (the datasets) and Label Studio's virtualenv (tests/support/label_studio.py ensure-venv).
 """
@@ -72,6 +74,32 @@ def full_data_f1(name: str, pool, held_out) -> float:
     probabilities = model.predict_proba([text for _, text in held_out])
     predicted = [backend.labels[i] for i in probabilities.argmax(axis=1)]
     return float(f1_score([label for label, _ in held_out], predicted, average="macro"))
+
+
+def random_in_process(name: str, pool, held_out, batch: int, max_labels: int, bar: float,
+                      seeds: int) -> list[int | None]:
+    """Labels to the bar in random order over many seeds, in process: one real-loop random run is one draw,
+    and draws differ by 50+ labels. The same model the service trains (a replay of the real loop's random
+    picks gives the real loop's F1), rounds of `batch` as the annotator labels them."""
+    from backends import Example, backend_for
+
+    backend = backend_for(CONFIGS[name], features=FEATURES)
+    texts, truth = [text for _, text in held_out], [label for label, _ in held_out]
+    reached = []
+    for seed in range(seeds):
+        order = np.random.default_rng(1000 + seed).permutation(len(pool))
+        found = None
+        for labels in range(batch, max_labels + 1, batch):
+            rows = [pool[i] for i in order[:labels]]
+            if len({label for label, _ in rows}) < 2:  # the service waits for a second class too
+                continue
+            probabilities = backend.fit([Example(text, (label,)) for label, text in rows]).predict_proba(texts)
+            predicted = [backend.labels[i] for i in probabilities.argmax(axis=1)]
+            if f1_score(truth, predicted, average="macro") >= bar:
+                found = labels
+                break
+        reached.append(found)
+    return reached
 
 
 class Service:
@@ -263,6 +291,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--max-labels", type=int, default=400)
     parser.add_argument("--plot", default="label_efficiency.png")
+    parser.add_argument("--random-seeds", type=int, default=12,
+                        help="random orders measured in process besides the real loop's one")
     args = parser.parse_args()
     import django
 
@@ -293,9 +323,15 @@ def main() -> None:
                 flat = plateau(curves[name]["active"])
                 ratio = (f"{(random or args.max_labels) / active:.1f}x{'+' if random is None else ''}"
                          if active else "-")
-                rows.append((name, f"{full:.3f}", shown(random), shown(active), ratio, shown(stop), str(flat),
+                draws = random_in_process(name, pool, held_out, args.batch, args.max_labels, bar, args.random_seeds)
+                capped = [d if d is not None else args.max_labels for d in draws]
+                median = float(np.median(capped))
+                spread = f"{median:.0f} ({min(capped)}-{max(capped)}{'+' if None in draws else ''})"
+                rows.append((name, f"{full:.3f}", shown(random), shown(active), ratio, spread,
+                             f"{median / active:.1f}x" if active else "-", shown(stop), str(flat),
                              str(abs(stop - flat)) if stop is not None else "-"))
             header = ("data", "full-data F1", "random -> 95%", "active -> 95%", "random / active",
+                      f"random in process, {args.random_seeds} seeds: median (range)", "median / active",
                       "stop suggested at", "F1 stops rising at", "|stop - plateau|")
             print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
             for row in rows:
