@@ -43,6 +43,7 @@ def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapp
     dataset = Dataset()
     revisions: list[str] = []
     fetch = label_studio.fetch_text if label_studio.is_configured() else None
+    chosen: list[tuple[dict[str, Any], tuple[str, ...]]] = []  # (the task's id and data, the labels)
     for task in tasks:
         candidates = [
             a for a in task.get("annotations") or ()
@@ -51,10 +52,13 @@ def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapp
         if not candidates:
             continue
         best = max(candidates, key=lambda a: (bool(a.get("ground_truth")), str(a.get("updated_at") or ""), a.get("id") or 0))
-        dataset.examples.append(Example(text=backend.task_text(task, fetch), labels=backend.annotation_labels(best["result"])))
+        chosen.append(({"id": task.get("id"), "data": task.get("data")}, backend.annotation_labels(best["result"])))
         if isinstance(best.get("id"), int):
             dataset.annotation_ids.append(best["id"])
         revisions.append(f"{task.get('id')}:{best.get('id')}:{best.get('updated_at')}")
+    # Texts behind URLs are read several at a time, as /predict reads them (in order; the first failing task raises).
+    texts = backend.texts([task for task, _ in chosen], fetch, threads=settings.URL_FETCH_THREADS)
+    dataset.examples = [Example(text=text, labels=labels) for text, (_, labels) in zip(texts, chosen)]
     hasher = hashlib.sha256(backend.config.digest.encode())
     for revision in sorted(revisions):
         hasher.update(b"\n" + revision.encode())
