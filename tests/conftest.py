@@ -33,6 +33,8 @@ SMS_CONFIG = (
     '<View><Text name="text" value="$text"/>'
     '<Choices name="label" toName="text"><Choice value="ham"/><Choice value="spam"/></Choices></View>'
 )
+URL_CONFIG = ('<View><Text name="text" value="$url" valueType="url"/><Choices name="label" toName="text">'
+              '<Choice value="ham"/><Choice value="spam"/></Choices></View>')  # texts are files on Label Studio
 
 
 def recorded(name: str) -> dict:
@@ -78,6 +80,37 @@ class SentJobs(list):
                 seen.append(view(job))
         if task in self.run_at_once:
             self.run_at_once[task](*args)
+
+
+@pytest.fixture
+def label_studio_files(settings, monkeypatch):
+    """The configured Label Studio serving each task file as `free prize <path>`, slowly (0.05 s), counting
+    the reads (`paths`) and the most that overlapped (`at_once`); a path with "bad" in it answers 500
+    with a body that must not be echoed."""
+    import threading
+    import time
+
+    from orchestrator.gateways import label_studio
+
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "http://ls.internal:8080", "key"
+    monkeypatch.setattr(label_studio, "_texts", label_studio._TextCache(10))
+    seen = {"at_once": 0, "running": 0, "paths": []}
+    lock = threading.Lock()
+
+    def request(method, path, **kwargs):
+        with lock:
+            seen["running"] += 1
+            seen["at_once"] = max(seen["at_once"], seen["running"])
+            seen["paths"].append(path)
+        time.sleep(0.05)
+        with lock:
+            seen["running"] -= 1
+        if "bad" in path:
+            raise label_studio.LabelStudioError(f"GET {path} answered 500: Traceback ... SECRET_KEY=abc", 500)
+        return type("Response", (), {"text": f"free prize {path}"})()
+
+    monkeypatch.setattr(label_studio, "_request", request)
+    return seen
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import orjson
 import pytest
 
-from tests.conftest import SMS_CONFIG, recorded, sms_rows
+from tests.conftest import SMS_CONFIG, URL_CONFIG, recorded, sms_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -527,41 +527,18 @@ def test_a_webhook_cannot_send_the_services_own_events(client, action):
     assert not WebhookEvent.objects.exists()
 
 
-URL_CONFIG = ('<View><Text name="text" value="$url" valueType="url"/><Choices name="label" toName="text">'
-              '<Choice value="ham"/><Choice value="spam"/></Choices></View>')
-
-
-def test_texts_behind_urls_are_fetched_at_once_and_label_studios_errors_are_not_echoed(client, settings, monkeypatch):
-    import threading
-    import time
-
-    from orchestrator.gateways import label_studio
-
-    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "http://ls.internal:8080", "key"
-    monkeypatch.setattr(label_studio, "_texts", label_studio._TextCache(10))
-    at_once, running, lock = [0], [0], threading.Lock()
-
-    def request(method, path, **kwargs):
-        with lock:
-            running[0] += 1
-            at_once[0] = max(at_once[0], running[0])
-        time.sleep(0.05)
-        with lock:
-            running[0] -= 1
-        if "bad" in path:
-            raise label_studio.LabelStudioError(f"GET {path} answered 500: Traceback ... SECRET_KEY=abc", 500)
-        return type("Response", (), {"text": f"free prize {path}"})()
-
-    monkeypatch.setattr(label_studio, "_request", request)
+def test_texts_behind_urls_are_fetched_at_once_and_label_studios_errors_are_not_echoed(client, settings,
+                                                                                       label_studio_files):
+    reads = label_studio_files
     tasks = [{"id": i, "data": {"url": f"/data/upload/1/{i}.txt"}} for i in range(1, 41)]
     body = {"project": "9.1717171717", "label_config": URL_CONFIG, "tasks": tasks}
     status, answer = post(client, "/predict", orjson.dumps(body))
     assert status == 200 and len(answer["results"]) == 40
-    assert 1 < at_once[0] <= 8  # concurrent, and bounded
-    settings.URL_FETCH_THREADS, at_once[0] = 2, 0  # ALO_URL_FETCH_THREADS
+    assert 1 < reads["at_once"] <= 8  # concurrent, and bounded
+    settings.URL_FETCH_THREADS, reads["at_once"] = 2, 0  # ALO_URL_FETCH_THREADS
     body["tasks"] = [{"id": i, "data": {"url": f"/data/upload/2/{i}.txt"}} for i in range(1, 41)]
     status, answer = post(client, "/predict", orjson.dumps(body))
-    assert status == 200 and len(answer["results"]) == 40 and at_once[0] == 2
+    assert status == 200 and len(answer["results"]) == 40 and reads["at_once"] == 2
     body["tasks"] = tasks
     tasks[7]["data"]["url"] = "/data/upload/1/bad.txt"
     status, answer = post(client, "/predict", orjson.dumps(body))
