@@ -65,15 +65,20 @@ def dataset(name: str, pool: int, held_out: int) -> tuple[list[tuple[str, str]],
     return [(labels[i], texts[i]) for i in train], [(labels[i], texts[i]) for i in test]
 
 
-def full_data_f1(name: str, pool, held_out) -> float:
-    """The bar's reference: the service's model (same backend and features) fitted on the whole pool."""
+def in_process_f1(name: str, rows, held_out) -> float:
+    """Held-out macro-F1 of the service's model (same backend and features) fitted in process on `rows`."""
     from backends import Example, backend_for
 
     backend = backend_for(CONFIGS[name], features=FEATURES)
-    model = backend.fit([Example(text, (label,)) for label, text in pool])
-    probabilities = model.predict_proba([text for _, text in held_out])
+    probabilities = backend.fit([Example(text, (label,)) for label, text in rows]).predict_proba(
+        [text for _, text in held_out])
     predicted = [backend.labels[i] for i in probabilities.argmax(axis=1)]
     return float(f1_score([label for label, _ in held_out], predicted, average="macro"))
+
+
+def full_data_f1(name: str, pool, held_out) -> float:
+    """The bar's reference: the service's model fitted on the whole pool."""
+    return in_process_f1(name, pool, held_out)
 
 
 def random_in_process(name: str, pool, held_out, batch: int, max_labels: int, bar: float,
@@ -81,10 +86,6 @@ def random_in_process(name: str, pool, held_out, batch: int, max_labels: int, ba
     """Labels to the bar in random order over many seeds, in process: one real-loop random run is one draw,
     and draws differ by 50+ labels. The same model the service trains (a replay of the real loop's random
     picks gives the real loop's F1), rounds of `batch` as the annotator labels them."""
-    from backends import Example, backend_for
-
-    backend = backend_for(CONFIGS[name], features=FEATURES)
-    texts, truth = [text for _, text in held_out], [label for label, _ in held_out]
     reached = []
     for seed in range(seeds):
         order = np.random.default_rng(1000 + seed).permutation(len(pool))
@@ -93,9 +94,7 @@ def random_in_process(name: str, pool, held_out, batch: int, max_labels: int, ba
             rows = [pool[i] for i in order[:labels]]
             if len({label for label, _ in rows}) < 2:  # the service waits for a second class too
                 continue
-            probabilities = backend.fit([Example(text, (label,)) for label, text in rows]).predict_proba(texts)
-            predicted = [backend.labels[i] for i in probabilities.argmax(axis=1)]
-            if f1_score(truth, predicted, average="macro") >= bar:
+            if in_process_f1(name, rows, held_out) >= bar:
                 found = labels
                 break
         reached.append(found)
