@@ -154,7 +154,8 @@ ALO_SERVICE_URL = env_str("ALO_SERVICE_URL", "")
 # links each version to its run there. Blank: the run id is shown without a link.
 MLFLOW_UI_URL = env_str("MLFLOW_UI_URL", "").rstrip("/")
 
-# The management API (/api/): staff accounts only; a token (`Authorization: Token <key>`, from
+# The management API (/api/): staff accounts with the admin's permissions (reading needs the model's
+# view permission, every act "Can change project": orchestrator/learning/access.py); a token (`Authorization: Token <key>`, from
 # `manage.py drf_create_token <user>` or the admin's Tokens page), the admin's session, or basic auth.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -162,7 +163,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["orchestrator.console.permissions.ConsolePermission"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "orchestrator.console.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "orchestrator.console.pagination.Pages",
@@ -172,7 +173,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Active-learning orchestrator: management API",
     "DESCRIPTION": "Projects, model versions, training and scoring runs, strategies and schedules: what the "
-                   "admin console does, for scripts. Staff accounts only.",
+                   "admin console does, for scripts. Staff accounts, with the admin's permissions: a view "
+                   "permission to read, \"Can change project\" to act (a 403 names what is missing).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -48,6 +48,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
     """Projects that use the service as their model, by Label Studio project id."""
 
     serializer_class = s.ProjectSerializer
+    read_models = {"versions": "modelversion"}  # what a read of each action returns (permissions.py)
     lookup_field = "ls_project_id"
     lookup_value_regex = ID
 

@@ -285,3 +285,44 @@ def test_the_connect_page_says_when_label_studio_is_not_configured(admin_client,
     settings.LABEL_STUDIO_URL = settings.LABEL_STUDIO_API_KEY = ""
     html = admin_client.get(reverse("admin:learning_project_connect")).content.decode()
     assert "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are unset" in html and "disabled" in html
+
+
+def test_a_read_only_account_sees_the_pages_but_no_act_and_a_forged_action_changes_nothing(
+        client, two_versions, fake_ls, queued_runs):
+    from tests.console.conftest import OPERATOR, READER, staff_user
+
+    project, first, second = two_versions
+    staff_user("watcher", READER)
+    client.login(username="watcher", password="pw-watcher-1")
+    connect = reverse("admin:learning_project_connect")
+    pages = {"project": ["score_and_push", "train_now", "train_even_if_unchanged", "roll_back"],
+             "modelversion": ["promote", "roll_back", "retire"], "scoringrun": ["cancel", "retry"],
+             "trainingrun": ["cancel", "retry"]}
+    for name, acts in pages.items():
+        html = client.get(reverse(f"admin:learning_{name}_changelist")).content.decode()
+        assert client.get(reverse(f"admin:learning_{name}_changelist")).status_code == 200, name
+        assert not any(f'value="{act}"' in html for act in acts), name
+    assert f'href="{connect}"' not in client.get(reverse("admin:learning_project_changelist")).content.decode()
+    refused = client.get(connect)
+    assert refused.status_code == 403
+    page = client.get(reverse("admin:learning_project_change", args=[project.pk])).content.decode()
+    assert "Retrain every" in page and 'name="training_policy-0-retrain_every"' not in page  # read, not edited
+    client.post(reverse("admin:learning_modelversion_changelist"),
+                {"action": "roll_back", "_selected_action": [second.pk]}, follow=True)
+    client.post(reverse("admin:learning_project_changelist"),
+                {"action": "score_and_push", "_selected_action": [project.pk]}, follow=True)
+    project.refresh_from_db()
+    assert project.serving_version == second and not ScoringRun.objects.filter(project=project).exists()
+    assert queued_runs == []
+
+    staff_user("operator", OPERATOR)
+    client.login(username="operator", password="pw-operator-1")
+    html = client.get(reverse("admin:learning_modelversion_changelist")).content.decode()
+    assert all(f'value="{act}"' in html for act in pages["modelversion"])
+    assert f'href="{connect}"' in client.get(reverse("admin:learning_project_changelist")).content.decode()
+    page = client.get(reverse("admin:learning_project_change", args=[project.pk])).content.decode()
+    assert 'name="training_policy-0-retrain_every"' in page and 'name="scoring_policy-0-chunk_size"' in page
+    client.post(reverse("admin:learning_modelversion_changelist"),
+                {"action": "roll_back", "_selected_action": [second.pk]}, follow=True)
+    project.refresh_from_db()
+    assert project.serving_version == first

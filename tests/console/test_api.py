@@ -132,3 +132,55 @@ def test_the_schema_validates_and_its_pages_render(api):
     assert api.get("/api/schema/").status_code == 200
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
+
+
+def test_a_read_only_account_reads_everything_and_every_act_is_a_403_naming_the_permission(
+        client, two_versions, fake_ls, queued_runs):
+    from tests.console.conftest import READER, staff_user, token_of
+
+    project, first, second = two_versions
+    reader = {"HTTP_AUTHORIZATION": f"Token {token_of(staff_user('watcher', READER))}"}
+    pid = project.ls_project_id
+    for path in ("/api/projects/", f"/api/projects/{pid}/", f"/api/projects/{pid}/versions/",
+                 f"/api/projects/{pid}/learning-curve/", f"/api/projects/{pid}/schedule/", "/api/versions/",
+                 "/api/scoring-runs/", "/api/training-runs/", "/api/strategies/", "/api/schema/"):
+        assert client.get(path, **reader).status_code == 200, path
+    acts = [("post", f"/api/projects/{pid}/roll-back/", None), ("post", f"/api/projects/{pid}/train/", {}),
+            ("post", f"/api/projects/{pid}/score/", None), ("put", f"/api/projects/{pid}/strategy/",
+                                                            {"strategy": "entropy"}),
+            ("put", f"/api/projects/{pid}/schedule/", {"kind": "hours", "every_hours": 6}),
+            ("post", f"/api/versions/{first.pk}/promote/", None), ("post", f"/api/versions/{first.pk}/retire/", None)]
+    for method, path, data in acts:
+        response = getattr(client, method)(path, data=orjson.dumps(data) if data is not None else None,
+                                           content_type="application/json", **reader)
+        assert response.status_code == 403, path
+        detail = body(response)["detail"]
+        assert "learning.change_project" in detail and "may read but not act" in detail
+    project.refresh_from_db()
+    assert project.serving_version == second and project.strategy != "entropy"
+    assert ModelVersion.objects.get(pk=first.pk).status == ModelVersion.Status.READY
+    assert not ScoringRun.objects.filter(project=project).exists() and queued_runs == []
+
+
+def test_a_staff_account_reads_only_the_records_it_has_a_view_permission_for(client, two_versions):
+    from tests.console.conftest import staff_user, token_of
+
+    project, _, _ = two_versions
+    projects_only = {"HTTP_AUTHORIZATION": f"Token {token_of(staff_user('projects', ('view_project',)))}"}
+    assert body(client.get("/api/projects/", **projects_only))["count"] == 1
+    for path in (f"/api/projects/{project.ls_project_id}/versions/", "/api/versions/"):
+        refused = client.get(path, **projects_only)
+        assert refused.status_code == 403 and "learning.view_modelversion" in body(refused)["detail"], path
+    refused = client.get("/api/training-runs/", **projects_only)
+    assert refused.status_code == 403 and "learning.view_trainingrun" in body(refused)["detail"]
+    bare = {"HTTP_AUTHORIZATION": f"Token {token_of(staff_user('bare'))}"}
+    refused = client.get("/api/projects/", **bare)
+    assert refused.status_code == 403 and "learning.view_project" in body(refused)["detail"]
+    assert client.get("/api/strategies/", **bare).status_code == 200  # the registry, no project's records
+    from tests.console.conftest import OPERATOR
+
+    inactive = staff_user("left", OPERATOR)
+    inactive.is_active = False
+    inactive.save()
+    gone = client.get("/api/projects/", HTTP_AUTHORIZATION=f"Token {token_of(inactive)}")
+    assert gone.status_code == 401  # DRF refuses a deactivated account's token itself

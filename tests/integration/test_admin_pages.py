@@ -79,3 +79,48 @@ def test_the_admin_names_the_serving_version_and_each_runs_push_tag(pushed_proje
     page.goto(f"{url}/admin/learning/modelversion/")
     assert page.locator("#result_list tbody tr").count() == 1
     page.screenshot(path=str(shots / "admin-versions.png"), full_page=True)
+
+
+def test_a_read_only_account_sees_every_page_and_no_act(pushed_project, live_server, tmp_path):
+    """A lead who may watch but not steer (the four view permissions): the lists and the project
+    page read as for an operator, with no act offered and no connect link."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.console.conftest import READER, staff_user
+
+    project, version, run = pushed_project
+    staff_user("watcher", READER)
+    shots = Path(os.environ.get("ALO_TEST_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    url = live_server.url
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{url}/admin/login/")
+            page.fill("#id_username", "watcher")
+            page.fill("#id_password", "pw-watcher-1")
+            page.click("input[type=submit]")
+            page.wait_for_url(f"{url}/admin/")
+
+            page.goto(f"{url}/admin/learning/project/")
+            assert page.locator("#result_list tbody tr .field-serving").first.inner_text().strip() == version.version
+            assert page.get_by_text("Connect a Label Studio project").count() == 0
+            assert page.locator("select[name=action]").count() == 0  # no act: Django shows no action bar
+            page.screenshot(path=str(shots / "readonly-projects.png"), full_page=True)
+
+            page.goto(f"{url}/admin/learning/project/{project.pk}/change/")
+            assert f"{version.version} (serving)" in page.locator(".field-serving_version").inner_text()
+            assert page.locator("input[name=_save]").count() == 0 and page.locator("#id_strategy").count() == 0
+            assert page.locator(".field-schedule").inner_text().split("\n")[-1].strip() == "off"
+            assert "retrain every" in page.content().lower()  # the training policy, read-only
+            page.screenshot(path=str(shots / "readonly-project.png"), full_page=True)
+
+            page.goto(f"{url}/admin/learning/modelversion/")
+            assert page.locator("#result_list tbody tr").count() == 1
+            assert page.locator("select[name=action]").count() == 0
+            page.screenshot(path=str(shots / "readonly-versions.png"), full_page=True)
+            page.goto(f"{url}/admin/learning/project/connect/")
+            assert "403" in page.title() or "Forbidden" in page.content()
+        finally:
+            browser.close()

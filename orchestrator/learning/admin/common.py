@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 import strategies
+from orchestrator.learning import access
 from orchestrator.learning.models import ModelVersion, ScoringRun
 
 # Pages of runs refresh themselves while one of the listed runs is queued or running.
@@ -18,6 +19,13 @@ REFRESH_SECONDS = 3
 
 def strategy_choices() -> list[tuple[str, str]]:
     return [(name, f"{name}: {strategies.get(name).description}") for name in strategies.names()]
+
+
+class Steering:
+    """Admin pages whose actions steer a project: offered only to accounts that may (`permissions=["steer"]`)."""
+
+    def has_steer_permission(self, request: HttpRequest) -> bool:
+        return access.can_steer(request.user)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

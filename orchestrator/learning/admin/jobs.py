@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from orchestrator.learning.admin.common import (
     ReadOnlyAdmin,
     RefreshWhileRunning,
+    Steering,
     _short,
     _timings,
     duration_and_phases,
@@ -22,7 +23,7 @@ from orchestrator.learning.training import schedule as training_schedule
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
+class TrainingRunAdmin(Steering, RefreshWhileRunning, ReadOnlyAdmin):
     active_statuses = (TrainingRun.Status.RUNNING,)
     list_display = ("pk", "project", "trigger", "status", "num_events", "num_annotations", "model_version",
                     "promoted", "duration", "started_at", "detail_text")
@@ -39,7 +40,8 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
         asked = f"cancel asked by {run.cancel_requested_by}" if run.cancel_requested_by and not run.detail else ""
         return _short(run.detail or asked) or "-"
 
-    @admin.action(description="Cancel (stops before its next phase; a fitted version is not promoted)")
+    @admin.action(permissions=["steer"],
+                  description="Cancel (stops before its next phase; a fitted version is not promoted)")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         for run in queryset:
             try:
@@ -48,7 +50,7 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
             except training_loop.CancelError as error:
                 self.message_user(request, str(error), messages.ERROR)
 
-    @admin.action(description="Retry: train the project now")
+    @admin.action(permissions=["steer"], description="Retry: train the project now")
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in Project.objects.filter(pk__in=queryset.values("project")):
             event = training_schedule.request_training(project)
@@ -56,7 +58,7 @@ class TrainingRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
 
 
 @admin.register(ScoringRun)
-class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
+class ScoringRunAdmin(Steering, RefreshWhileRunning, ReadOnlyAdmin):
     active_statuses = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
     list_display = ("pk", "project", "tag", "strategy", "trigger", "state", "progress", "duration", "error_text")
     readonly_fields = ("all_phases",)
@@ -87,7 +89,7 @@ class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
     def error_text(self, run: ScoringRun) -> str:
         return _short(run.error) or "-"
 
-    @admin.action(description="Cancel (stops before its next chunk)")
+    @admin.action(permissions=["steer"], description="Cancel (stops before its next chunk)")
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         for run in queryset:
             try:
@@ -97,7 +99,7 @@ class ScoringRunAdmin(RefreshWhileRunning, ReadOnlyAdmin):
             except runs.RunError as error:
                 self.message_user(request, str(error), messages.ERROR)
 
-    @admin.action(description="Retry (goes on from where it stopped when it can)")
+    @admin.action(permissions=["steer"], description="Retry (goes on from where it stopped when it can)")
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
         for run in queryset:
             try:

@@ -15,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 
 from orchestrator.console.charts import learning_curve_svg
 from orchestrator.gateways import label_studio, label_studio_console
-from orchestrator.learning import projects, selectors, steering, versions
-from orchestrator.learning.admin.common import _metric, progress_bar, strategy_choices
+from orchestrator.learning import access, projects, selectors, steering, versions
+from orchestrator.learning.admin.common import Steering, _metric, progress_bar, strategy_choices
 from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringRun, TrainingPolicy
 from orchestrator.learning.scoring import runs
 from orchestrator.learning.scoring.cleanup import own_tags
@@ -109,18 +109,29 @@ def _refusal(ls_project_id: int, url: str, error: Exception) -> str:
     return f"{said} — if Label Studio reached the service, its log says why (setup_refused)"
 
 
-class TrainingPolicyInline(admin.StackedInline):
+class PolicyInline(admin.StackedInline):
+    """A project's policy: read by whoever reads the project, edited by whoever may steer it."""
+
+    can_delete = False
+    extra = 0
+    max_num = 1
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return access.can_view(request.user, "project") or super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return access.can_steer(request.user) or super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return access.can_steer(request.user) or super().has_add_permission(request, obj)
+
+
+class TrainingPolicyInline(PolicyInline):
     model = TrainingPolicy
-    can_delete = False
-    extra = 0
-    max_num = 1
 
 
-class ScoringPolicyInline(admin.StackedInline):
+class ScoringPolicyInline(PolicyInline):
     model = ScoringPolicy
-    can_delete = False
-    extra = 0
-    max_num = 1
 
 
 class ModelVersionInline(admin.TabularInline):
@@ -141,7 +152,7 @@ class ModelVersionInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(Steering, admin.ModelAdmin):
     form = ProjectForm
     list_display = ("ls_project_id", "title", "strategy", "features", "serving", "queue_push", "schedule",
                     "connection", "last_setup_at")
@@ -166,6 +177,17 @@ class ProjectAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # projects come from Label Studio's /setup: "Connect a Label Studio project" asks for one
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None):
+        if self.has_change_permission(request, obj):
+            return super().get_fieldsets(request, obj)
+        # Read-only: the schedule in words (its form's three fields would each read "None").
+        return [(name, {**options, "fields": ("schedule",)}) if name == "Re-scoring schedule" else (name, options)
+                for name, options in super().get_fieldsets(request, obj)]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        extra = {"can_steer": self.has_steer_permission(request), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=extra)
+
     def get_urls(self):
         connect = path("connect/", self.admin_site.admin_view(self.connect_view), name="learning_project_connect")
         return [connect, *super().get_urls()]
@@ -173,10 +195,10 @@ class ProjectAdmin(admin.ModelAdmin):
     def connect_view(self, request: HttpRequest) -> HttpResponse:
         """Register the service as a Label Studio project's model through Label Studio's API; Label
         Studio calls /setup while doing so, which creates the project here."""
-        if not self.has_view_or_change_permission(request):
+        if not self.has_steer_permission(request):
             from django.core.exceptions import PermissionDenied
 
-            raise PermissionDenied
+            raise PermissionDenied(access.steer_refusal())
         unavailable, listed = "", []
         if not label_studio.is_configured():
             unavailable = "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are unset: the service cannot call Label Studio."
@@ -300,14 +322,14 @@ class ProjectAdmin(admin.ModelAdmin):
             self.message_user(request, f"{obj}: re-scoring {steering.set_schedule(obj, wanted).describe()}")
 
     # actions
-    @admin.action(description="Score unlabeled tasks and push them to Label Studio")
+    @admin.action(permissions=["steer"], description="Score unlabeled tasks and push them to Label Studio")
     def score_and_push(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in queryset:
             run = runs.request_scoring(project, trigger="admin")
             what = " (no trained version serves yet: the cold start's order)" if run.cold_start else ""
             self.message_user(request, f"{project}: scoring run {run.pk} ({run.status}, {run.tag}){what}")
 
-    @admin.action(description="Train now (as Label Studio's Start Training)")
+    @admin.action(permissions=["steer"], description="Train now (as Label Studio's Start Training)")
     def train_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in queryset:
             event = training_schedule.request_training(project)
@@ -315,14 +337,14 @@ class ProjectAdmin(admin.ModelAdmin):
                                        "it trains appear under Training runs (on the annotations the latest "
                                        "version learned, the run says so and trains nothing)")
 
-    @admin.action(description="Train now, even on unchanged annotations")
+    @admin.action(permissions=["steer"], description="Train now, even on unchanged annotations")
     def train_even_if_unchanged(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in queryset:
             event = training_schedule.request_training(project, even_if_unchanged=True)
             self.message_user(request, f"{project}: training asked for (event {event.pk}), a new version even on "
                                        "the annotations the latest one learned")
 
-    @admin.action(description="Roll back to the previous version")
+    @admin.action(permissions=["steer"], description="Roll back to the previous version")
     def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in queryset:
             try:

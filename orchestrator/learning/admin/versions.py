@@ -9,12 +9,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from orchestrator.learning import versions
-from orchestrator.learning.admin.common import ReadOnlyAdmin, _metric
+from orchestrator.learning.admin.common import ReadOnlyAdmin, Steering, _metric
 from orchestrator.learning.models import ModelVersion, Project
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ReadOnlyAdmin):
+class ModelVersionAdmin(Steering, ReadOnlyAdmin):
     # Nine columns, so the list fits a 1,400-pixel window beside its filters.
     list_display = ("version", "project", "status", "labels", "scores", "class_counts", "kappa", "mlflow_run",
                     "finished")
@@ -58,7 +58,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return format_html("<a href='{}/#/experiments/0/runs/{}' target='_blank'>{}</a>", settings.MLFLOW_UI_URL,
                            version.mlflow_run_id, version.mlflow_run_id[:12])
 
-    @admin.action(description="Promote: serve this version and re-score the queue")
+    @admin.action(permissions=["steer"], description="Promote: serve this version and re-score the queue")
     def promote(self, request: HttpRequest, queryset: QuerySet) -> None:
         if queryset.count() != 1:
             self.message_user(request, "select exactly one version to promote", messages.ERROR)
@@ -68,7 +68,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         except versions.VersionError as error:
             self.message_user(request, str(error), messages.ERROR)
 
-    @admin.action(description="Roll back its project to the version before the serving one")
+    @admin.action(permissions=["steer"], description="Roll back its project to the version before the serving one")
     def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in Project.objects.filter(pk__in=queryset.values("project")):
             try:
@@ -76,7 +76,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             except versions.VersionError as error:
                 self.message_user(request, str(error), messages.ERROR)
 
-    @admin.action(description="Retire: never serve it again by a roll back")
+    @admin.action(permissions=["steer"], description="Retire: never serve it again by a roll back")
     def retire(self, request: HttpRequest, queryset: QuerySet) -> None:
         for version in queryset:
             try:
