@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 if TYPE_CHECKING:  # rest_framework.views imports this module while it loads its settings
     from rest_framework.request import Request
@@ -18,7 +18,7 @@ from orchestrator.learning import access
 
 class ConsolePermission(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
-        if not IsAdminUser().has_permission(request, view) or not request.user.is_active:
+        if not access.staff(request.user):
             return False  # DRF's own message: "You do not have permission to perform this action."
         if request.method in SAFE_METHODS:
             model = read_model(view)

@@ -18,11 +18,11 @@ STEER_NAME = "Can change project"
 
 def can_view(user: Any, model: str) -> bool:
     """Whether `user` may read `model`'s rows (e.g. "modelversion"): staff, and view or change permission."""
-    return _staff(user) and (user.has_perm(f"learning.view_{model}") or user.has_perm(f"learning.change_{model}"))
+    return staff(user) and (user.has_perm(f"learning.view_{model}") or user.has_perm(f"learning.change_{model}"))
 
 
 def can_steer(user: Any) -> bool:
-    return _staff(user) and user.has_perm(STEER)
+    return staff(user) and user.has_perm(STEER)
 
 
 def view_refusal(model: str) -> str:
@@ -32,9 +32,10 @@ def view_refusal(model: str) -> str:
 
 def steer_refusal() -> str:
     return (f"this account may read but not act: training, scoring, promoting, rolling back, retiring, "
-            f"cancelling, retrying and changing a strategy or schedule need the permission {STEER} "
+            f"cancelling, retrying, changing a strategy, a schedule or a policy and connecting a project "
+            f"need the permission {STEER} "
             f"(\"{STEER_NAME}\"; an admin grants it under Users)")
 
 
-def _staff(user: Any) -> bool:
+def staff(user: Any) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active and user.is_staff)
