@@ -15,8 +15,6 @@ from backends.text_classification import (
 )
 
 BACKENDS = (TextClassificationBackend,)
-# Classes of ours a fitted pipeline may hold; whatever stores and loads pipelines must trust them.
-ESTIMATOR_TYPES = ("backends.features.MeanWordVectors",)
 
 
 def backend_for(label_config: str | LabelConfig, *, features: str = "tfidf") -> TextClassificationBackend:
@@ -34,7 +32,6 @@ def backend_for(label_config: str | LabelConfig, *, features: str = "tfidf") -> 
 
 __all__ = [
     "BACKENDS",
-    "ESTIMATOR_TYPES",
     "FEATURE_SETS",
     "Example",
     "LabelConfig",

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import strategies  # noqa: E402
 from backends import features  # noqa: E402
+from backends.text_classification import MAX_TERMS  # noqa: E402
 from strategies.cold_start import fit_cold_start  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -60,7 +61,7 @@ DATASETS = {"sms": sms, "ag_news": ag_news}
 
 
 def tfidf() -> TfidfVectorizer:  # as backends/text_classification.py builds it
-    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000)
+    return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=MAX_TERMS)
 
 
 def estimator(kind: str, c: float, weight: float = 1.0) -> Pipeline:

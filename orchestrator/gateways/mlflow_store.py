@@ -9,15 +9,19 @@ import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
+from backends import artefacts
+
 logger = logging.getLogger(__name__)
 
 SERVING_ALIAS = "champion"
+# A run's artifact folder holding its model's files.
+MODEL_ARTIFACT = "model"
 _configure_lock = threading.Lock()
 
 
@@ -88,21 +92,21 @@ def _experiment_id(client: Any, name: str) -> str:
 def log_and_register(
     *,
     ls_project_id: int,
-    pipeline: Any,
+    save_model: Callable[[Path], Any],
     params: dict[str, Any],
     metrics: dict[str, float],
     tags: dict[str, str],
     run_name: str,
-    trusted_types: Sequence[str] = (),
 ) -> RegisteredModel:
-    """Log one training run with its fitted pipeline and register it under the project's model.
+    """Log one training run with its model's files and register them as a version of the project's model.
 
-    `trusted_types`: the pipeline's own classes (beyond scikit-learn's) its loading may build.
+    `save_model(folder)` writes the model into an empty folder (the backend's own format,
+    backends/artefacts.py); the folder becomes the run's artifact `model`, and the registered
+    version's source.
     """
-    mlflow = _mlflow()
-    import mlflow.sklearn
-    import sklearn
+    import tempfile
 
+    mlflow = _mlflow()
     client = mlflow.MlflowClient()
     experiment_id = _experiment_id(client, f"{settings.MLFLOW_EXPERIMENT_PREFIX}{ls_project_id}")
     name = registered_model_name(ls_project_id)
@@ -111,17 +115,34 @@ def log_and_register(
         if metrics:
             mlflow.log_metrics(metrics)
         mlflow.set_tags(tags)
-        # Explicit requirements: inferring them costs ~5 s per model (see stack notes).
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-            registered_model_name=name,
-            # MLflow stores sklearn models with skops, which loads only the types it is told to trust.
-            skops_trusted_types=list(trusted_types) or None,
-        )
-    version = str(info.registered_model_version)
+        with tempfile.TemporaryDirectory(prefix="alo-model-") as tmp:
+            folder = Path(tmp) / MODEL_ARTIFACT
+            save_model(folder)
+            mlflow.log_artifacts(str(folder), artifact_path=MODEL_ARTIFACT)
+        source = f"{run.info.artifact_uri.rstrip('/')}/{MODEL_ARTIFACT}"
+    _ensure_registered_model(client, name)
+    registered = client.create_model_version(name=name, source=source, run_id=run.info.run_id)
+    version = str(registered.version)
     return RegisteredModel(run_id=run.info.run_id, name=name, version=version, uri=f"models:/{name}/{version}")
+
+
+def _ensure_registered_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        try:
+            client.create_registered_model(name)
+        except MlflowException:  # another process created it between our lookup and create
+            client.get_registered_model(name)
+
+
+def log_metrics(*, run_id: str, metrics: dict[str, float]) -> None:
+    """Add metrics to a run that has ended (a version measured after it started serving)."""
+    client = _mlflow().MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
 
 
 def set_serving_alias(*, name: str, version: str) -> None:
@@ -129,17 +150,26 @@ def set_serving_alias(*, name: str, version: str) -> None:
 
 
 def load_pipeline(uri: str) -> Any:
-    """Load a registered sklearn pipeline (e.g. `models:/name/3`)."""
-    mlflow = _mlflow()
-    import mlflow.sklearn
+    """Load a registered model (e.g. `models:/name/3`): its files fetched, then read (backends/artefacts.py).
 
-    return mlflow.sklearn.load_model(uri)
+    Versions registered before the service stored its own format are MLflow sklearn models
+    (skops, which builds only the types trusted when they were saved): those load through MLflow.
+    """
+    import tempfile
+
+    mlflow = _mlflow()
+    with tempfile.TemporaryDirectory(prefix="alo-load-") as tmp:
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        if artefacts.is_artefact(folder):
+            return artefacts.load(folder)
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(str(folder))
 
 
 def preload() -> None:
     """Import and configure MLflow ahead of the first load (it takes seconds on a cold process)."""
     try:
         _mlflow()
-        import mlflow.sklearn  # noqa: F401
     except Exception:
         logger.warning("mlflow_preload_failed", exc_info=True)

@@ -7,40 +7,60 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from django.db import transaction
 from django.utils import timezone
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
 import strategies
-from backends import ESTIMATOR_TYPES, Example, TextClassificationBackend, backend_for
+from backends import artefacts
+from backends import Example, TextClassificationBackend, TrainingDataError, backend_for
 from orchestrator.gateways import mlflow_store
 from orchestrator.learning import selectors, stopping
 from orchestrator.learning.model_cache import model_cache
-from orchestrator.learning.models import ModelVersion, Project
+from orchestrator.learning.models import ModelVersion, Project, TrainingPolicy
 from orchestrator.learning.timings import PhaseTimer
 from orchestrator.learning.training import promotion
 
 logger = logging.getLogger(__name__)
 
 MIN_EXAMPLES_FOR_CV = 10
+# Up to this many examples a version's quality is cross-validated (5 folds); above, one
+# stratified hold-out of HOLDOUT_SHARE (at 10k annotations: 2,000 held out, one fit instead of five).
+CV_UP_TO, HOLDOUT_SHARE = 2_000, 0.2
 
 
-def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
-             folds_out: list | None = None) -> dict[str, float]:
-    """Cross-validated metrics (up to 5 folds); empty when there is too little data to hold any out.
-
-    `folds_out`, when given, receives each fold's fitted model (a committee for the
-    query-by-committee strategies: members trained on different 80% of the data).
-    """
+def label_counts(backend: TextClassificationBackend, examples: Sequence[Example]) -> dict[str, float]:
+    """How many examples, and how many choose each label (what a version learned from)."""
     y = backend.targets(examples)
-    texts = np.array([e.text for e in examples], dtype=object)
     metrics: dict[str, float] = {"num_examples": float(len(examples))}
     if backend.multiple:
         for j, label in enumerate(backend.labels):
             metrics[f"count_{label}"] = float(y[:, j].sum())
+        return metrics
+    labels, counts = np.unique(y, return_counts=True)
+    for label, count in zip(labels, counts):
+        metrics[f"count_{label}"] = float(count)
+    return metrics
+
+
+def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
+             folds_out: list | None = None) -> dict[str, float]:
+    """Label counts and the estimated quality: cross-validated (up to 5 folds) up to CV_UP_TO examples,
+    or with `folds_out`; one stratified hold-out above. Only counts when too little data to hold any out.
+
+    `folds_out`, when given, receives each fold's fitted model (a committee for the
+    query-by-committee strategies: members trained on different 80% of the data).
+    """
+    metrics = label_counts(backend, examples)
+    if len(examples) > CV_UP_TO and folds_out is None:
+        return {**metrics, **_holdout(backend, examples)}
+    y = backend.targets(examples)
+    texts = np.array([e.text for e in examples], dtype=object)
+    if backend.multiple:
         folds = min(5, len(examples) // 2)
         if len(examples) < MIN_EXAMPLES_FOR_CV or folds < 2:
             return metrics
@@ -51,15 +71,10 @@ def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
             if folds_out is not None:
                 folds_out.append(model)
             predicted[test] = (model.predict_proba(list(texts[test])) >= 0.5).astype(y.dtype)
-        metrics["accuracy"] = float(accuracy_score(y, predicted))  # exact-match ratio
-        metrics["macro_f1"] = float(f1_score(y, predicted, average="macro", zero_division=0))
-        metrics["micro_f1"] = float(f1_score(y, predicted, average="micro", zero_division=0))
+        metrics.update(_scores(backend, y, predicted))
         metrics["cv_folds"] = float(folds)
         return metrics
-    labels, counts = np.unique(y, return_counts=True)
-    for label, count in zip(labels, counts):
-        metrics[f"count_{label}"] = float(count)
-    folds = int(min(5, counts.min()))
+    folds = int(min(5, np.unique(y, return_counts=True)[1].min()))
     if len(examples) < MIN_EXAMPLES_FOR_CV or folds < 2:
         return metrics
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
@@ -70,10 +85,69 @@ def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
             folds_out.append(model)
         proba = model.predict_proba(list(texts[test]))
         predicted[test] = [backend.labels[i] for i in proba.argmax(axis=1)]
-    metrics["accuracy"] = float(accuracy_score(y, predicted))
-    metrics["macro_f1"] = float(f1_score(y, predicted, average="macro", zero_division=0))
+    metrics.update(_scores(backend, y, predicted))
     metrics["cv_folds"] = float(folds)
     return metrics
+
+
+def _scores(backend: TextClassificationBackend, y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    scores = {"accuracy": float(accuracy_score(y, predicted)),  # multi-label: the exact-match ratio
+              "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0))}
+    if backend.multiple:
+        scores["micro_f1"] = float(f1_score(y, predicted, average="micro", zero_division=0))
+    return scores
+
+
+def _holdout(backend: TextClassificationBackend, examples: Sequence[Example]) -> dict[str, float]:
+    """Accuracy and macro-F1 of a model fitted on 80% and scored on the other 20% (stratified when every
+    label has two examples)."""
+    y = backend.targets(examples)
+    if backend.multiple or np.unique(y, return_counts=True)[1].min() < 2:
+        splitter: Any = ShuffleSplit(n_splits=1, test_size=HOLDOUT_SHARE, random_state=0)
+    else:
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=HOLDOUT_SHARE, random_state=0)
+    train, test = next(splitter.split(np.zeros(len(y)), None if backend.multiple else y))
+    try:
+        model = backend.fit([examples[i] for i in train])
+    except TrainingDataError:  # the 80% alone cannot train (one label in it): no estimate
+        return {}
+    proba = model.predict_proba([examples[i].text for i in test])
+    if backend.multiple:
+        predicted = (proba >= 0.5).astype(y.dtype)
+    else:
+        predicted = np.array([backend.labels[i] for i in proba.argmax(axis=1)], dtype=object)
+    return {**_scores(backend, y[test], predicted), "holdout_examples": float(len(test))}
+
+
+def evaluation_waits(project: Project, num_examples: int) -> bool:
+    """Whether a version's quality is measured only after it serves: above CV_UP_TO examples, when
+    neither the promotion rule (`if_not_worse` compares it) nor the strategy (a committee is the
+    cross-validation's models) needs it first. The version then serves a fit earlier."""
+    if num_examples <= CV_UP_TO or "committee" in strategies.get(project.strategy).needs:
+        return False
+    return selectors.training_policy(project).promotion == TrainingPolicy.Promotion.ALWAYS
+
+
+def evaluate_served(version: ModelVersion, examples: Sequence[Example], timer: PhaseTimer | None = None) -> None:
+    """Measure a version that already serves (see `evaluation_waits`): its metrics, in the database and
+    its MLflow run. A failure is logged; the version keeps serving without an estimate."""
+    backend = backend_for(version.project.label_config, features=version.features)
+    timer = timer or PhaseTimer()
+    try:
+        measured = timer("evaluate", lambda: _holdout(backend, examples))
+    except Exception:
+        logger.exception("evaluation_failed project=%s version=%s", version.project.ls_project_id, version.version)
+        return
+    ModelVersion.objects.filter(pk=version.pk).update(metrics={**version.metrics, **measured})
+    version.metrics = {**version.metrics, **measured}
+    if measured and version.mlflow_run_id:
+        try:
+            mlflow_store.log_metrics(run_id=version.mlflow_run_id, metrics=measured)
+        except Exception:
+            logger.warning("evaluation_not_logged project=%s version=%s", version.project.ls_project_id,
+                           version.version, exc_info=True)
+    logger.info("model_evaluated project=%s version=%s metrics=%s", version.project.ls_project_id,
+                version.version, measured)
 
 
 def _stop_set_agreement(version: ModelVersion, backend: TextClassificationBackend, model,
@@ -110,6 +184,9 @@ def train_model_version(
 ) -> ModelVersion:
     """Fit, evaluate, log and register one model version; with `promote`, serve it (and push it).
 
+    Where `evaluation_waits`, the version is registered with its label counts only; with `promote`
+    it is measured once it serves, otherwise the caller does (`evaluate_served`) when it wants.
+
     A failure records the version as failed with the error and leaves the serving one alone.
     `on_created` sees the version row as soon as it exists; `timer` gets the phases' seconds.
     """
@@ -127,7 +204,9 @@ def train_model_version(
         backend.check_trainable(examples)  # say what is wrong with the whole set, not with a CV fold
         # Committee strategies score with the cross-validation folds' models: keep them.
         members: list | None = [] if "committee" in strategies.get(project.strategy).needs else None
-        metrics = timer("evaluate", lambda: evaluate(backend, examples, members))
+        later = evaluation_waits(project, len(examples))
+        metrics = (label_counts(backend, examples) if later
+                   else timer("evaluate", lambda: evaluate(backend, examples, members)))
         model = timer("fit", lambda: backend.fit(examples))
         if members:
             model.with_committee(members)
@@ -140,7 +219,7 @@ def train_model_version(
             tracked["stop_suggested"] = float(agreed.suggested)
         registered = timer("mlflow", lambda: mlflow_store.log_and_register(
             ls_project_id=project.ls_project_id,
-            pipeline=model.pipeline,
+            save_model=lambda folder: artefacts.save(model.pipeline, folder),
             params={
                 "backend": backend.name, "features": backend.features, "labels": ",".join(backend.labels),
                 "multi_label": backend.multiple,
@@ -151,7 +230,6 @@ def train_model_version(
             metrics=tracked,
             tags={"label_studio_project": str(project.ls_project_id), "model_version": version.version},
             run_name=version.version,
-            trusted_types=ESTIMATOR_TYPES,
         ))
     except Exception as exc:
         version.status = ModelVersion.Status.FAILED
@@ -176,4 +254,6 @@ def train_model_version(
                 project.ls_project_id, version.version, metrics, version.stop_kappa, version.stop_suggested)
     if promote:
         promotion.promote_version(version=version, request_push=True)
+        if later:
+            evaluate_served(version, examples, timer)
     return version

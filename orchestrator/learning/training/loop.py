@@ -22,7 +22,7 @@ from orchestrator.learning.models import ModelVersion, Project, TrainingRun, Web
 from orchestrator.learning.timings import PhaseTimer
 from orchestrator.learning.training import promotion
 from orchestrator.learning.training.dataset import read_dataset
-from orchestrator.learning.training.fit import train_model_version
+from orchestrator.learning.training.fit import evaluate_served, evaluation_waits, train_model_version
 from orchestrator.learning.training.schedule import POLL_SECONDS, decide, pending_of, request_check
 
 logger = logging.getLogger(__name__)
@@ -172,6 +172,9 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
         _stop_if_cancelled(run)
         run.promoted, why = promotion.promote_if_allowed(version=version, policy=policy,
                                                          serving_metrics=serving_metrics)
+        if evaluation_waits(project, len(dataset.examples)):  # measured now that it serves (large sets)
+            evaluate_served(version, dataset.examples, timer)
+            run.timings = timer.rounded()
         return _finish(run, TrainingRun.Status.SUCCEEDED, "trained", why)
     except _Cancelled as who:
         kept = (f"; {run.model_version.version} was trained and stays ready, not promoted" if run.model_version

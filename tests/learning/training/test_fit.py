@@ -31,3 +31,38 @@ def test_a_version_learns_from_its_projects_features_and_reloads_from_mlflow(sms
     assert second.features == "tfidf" and mlflow_store._mlflow().MlflowClient().get_run(
         second.mlflow_run_id).data.params["features"] == "tfidf"
     assert [name for name, _ in model_cache.load(second.model_uri, None).pipeline.steps] == ["tfidf", "clf"]
+
+
+def test_above_the_cross_validation_size_a_version_serves_first_and_is_measured_on_a_hold_out(
+        sms_project, monkeypatch):
+    from orchestrator.learning.training import fit
+
+    monkeypatch.setattr(fit, "CV_UP_TO", 100)
+    seen_at_promotion = []
+    real_promote = fit.promotion.promote_version
+    monkeypatch.setattr(fit.promotion, "promote_version", lambda *, version, request_push: (
+        seen_at_promotion.append(dict(version.metrics)), real_promote(version=version, request_push=request_push))[1])
+    version = train_model_version(project=sms_project, examples=examples(sms_rows(300)))
+    assert "macro_f1" not in seen_at_promotion[0] and seen_at_promotion[0]["num_examples"] == 300
+    version.refresh_from_db()
+    assert version.status == "serving" and version.metrics["holdout_examples"] == 60  # 20% of 300
+    assert 0.8 < version.metrics["macro_f1"] <= 1 and 0.8 < version.metrics["accuracy"] <= 1
+    assert "cv_folds" not in version.metrics
+    logged = mlflow_store._mlflow().MlflowClient().get_run(version.mlflow_run_id).data.metrics
+    assert logged["macro_f1"] == version.metrics["macro_f1"] and logged["holdout_examples"] == 60
+
+
+def test_a_rule_that_compares_quality_measures_before_serving_even_above_the_size(sms_project, monkeypatch):
+    from orchestrator.learning.models import TrainingPolicy
+    from orchestrator.learning.training import fit
+
+    monkeypatch.setattr(fit, "CV_UP_TO", 100)
+    TrainingPolicy.objects.update_or_create(project=sms_project, defaults={"promotion": "if_not_worse"})
+    assert not fit.evaluation_waits(sms_project, 300)
+    version = train_model_version(project=sms_project, examples=examples(sms_rows(300)), promote=False)
+    assert version.metrics["holdout_examples"] == 60 and "macro_f1" in version.metrics
+    sms_project.strategy = "vote_entropy"  # a committee is the cross-validation's models: always before
+    TrainingPolicy.objects.filter(project=sms_project).update(promotion="always")
+    assert not fit.evaluation_waits(sms_project, 300)
+    sms_project.strategy = "margin"
+    assert fit.evaluation_waits(sms_project, 300) and not fit.evaluation_waits(sms_project, 100)

@@ -252,3 +252,19 @@ def test_only_a_running_training_can_be_cancelled(trained_sms_project, queued_ch
         loop.cancel(run, by="lead")
     run.refresh_from_db()
     assert run.cancel_requested_by == "" and run.status == TrainingRun.Status.SUCCEEDED
+
+
+def test_a_large_training_serves_then_measures_its_version_in_the_same_run(sms_project, queued_checks, train_on,
+                                                                           monkeypatch):
+    from orchestrator.learning.training import fit
+
+    monkeypatch.setattr(fit, "CV_UP_TO", 40)  # stands for 2,000: a hold-out instead of 5 folds, after serving
+    result = train_on(sms_project, trigger="annotations", tasks=ls_tasks(sms_rows(100)))
+    run = result.run
+    run.refresh_from_db()
+    assert result.outcome == "trained" and run.promoted
+    assert list(run.timings) == ["read", "fit", "mlflow", "evaluate"]  # the estimate came after the version served
+    version = run.model_version
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.SERVING and version.metrics["holdout_examples"] == 20
+    assert "macro_f1" in version.metrics and version.metrics["num_examples"] == 100
