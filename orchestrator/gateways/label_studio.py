@@ -164,32 +164,6 @@ def fetch_text(url: str, task_id: Any) -> str:
     return text
 
 
-# --- annotations ------------------------------------------------------------------------------
-def iter_annotated_tasks(ls_project_id: int, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
-    """Every task of a project that has annotations, with them, page by page (never all in memory).
-
-    A Data Manager filter (`total_annotations > 0`) with keyset paging by id: Label Studio
-    1.23 ignores the SDK's `only_annotated`, so `tasks.list` would read every task of the
-    project (all 10k of a project with 30 annotations) and page numbers would cost an
-    OFFSET scan each. Skipped-only tasks carry nothing to learn and are left out.
-    """
-    after = 0
-    while True:
-        body = _first_page(ls_project_id, [LABELED, _id_filter("greater", after)], "tasks:id", limit=page_size,
-                           fields="all")  # annotations come only with fields=all
-        tasks = list(body.get("tasks") or [])
-        if not tasks:
-            return
-        yield from tasks
-        after = max(int(t["id"]) for t in tasks)
-
-
-def annotation_count(ls_project_id: int) -> int:
-    """How many annotations (skips included) the project has in Label Studio now: one cheap call."""
-    body = _request("GET", f"api/projects/{int(ls_project_id)}/").json()
-    return int(body.get("total_annotations_number") or 0) + int(body.get("skipped_annotations_number") or 0)
-
-
 def with_retries(call: Callable[[], Any], *, what: str | Callable[[], str], attempts: int | None = None,
                  backoff: float | None = None,
                  retry_if: Callable[[BaseException], bool] | None = None,

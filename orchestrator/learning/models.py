@@ -392,3 +392,7 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} project={self.ls_project_id}"
+
+
+# The annotation store's tables live in their own module (registered with this app).
+from orchestrator.learning.store_models import AnnotationStoreState, StoredAnnotation, StoredTask  # noqa: E402, F401

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from backends import Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import label_studio
+from orchestrator.learning import annotation_store
 from orchestrator.learning.models import Project
 
 
@@ -23,14 +24,11 @@ class Dataset:
 
 
 def read_dataset(project: Project) -> Dataset:
-    """Every usable annotation of the project, read page by page (the whole read retried on outages)."""
+    """Every usable annotation of the project, from the annotation store, brought up to Label Studio first
+    (what changed since its last check; the whole project on first use). Outages retried, then raised."""
     backend = backend_for(project.label_config)
-
-    def read() -> Dataset:
-        tasks = label_studio.iter_annotated_tasks(project.ls_project_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE)
-        return examples_from_tasks(backend, tasks)
-
-    return label_studio.with_retries(read, what=f"reading project {project.ls_project_id}'s annotations")
+    annotation_store.sync(project)
+    return examples_from_tasks(backend, annotation_store.stored_tasks(project))
 
 
 def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapping[str, Any]]) -> Dataset:

@@ -15,8 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from backends import TrainingDataError
-from orchestrator.gateways import label_studio
-from orchestrator.learning import leases, selectors
+from orchestrator.gateways import label_studio, label_studio_tasks
+from orchestrator.learning import annotation_store, leases, selectors
 from orchestrator.learning.events import TRAINING_EVENTS
 from orchestrator.learning.models import ModelVersion, Project, TrainingRun, WebhookEvent
 from orchestrator.learning.timings import PhaseTimer
@@ -143,7 +143,7 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
     timer = PhaseTimer()
     try:
         run.ls_annotation_count = label_studio.with_retries(
-            lambda: label_studio.annotation_count(project.ls_project_id), what="counting annotations")
+            lambda: label_studio_tasks.annotation_count(project.ls_project_id), what="counting annotations")
         if not asked and run.ls_annotation_count < policy.min_annotations:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{run.ls_annotation_count} "
                            f"annotations in Label Studio; the policy trains from {policy.min_annotations}")
@@ -246,14 +246,20 @@ def _reconcile_one(project: Project, now) -> tuple[int, int]:
 
 
 def _annotations_changed_unseen(project: Project) -> bool:
-    """Label Studio's annotation count differs from what the last run read, and no event says so."""
-    last = (TrainingRun.objects.filter(project=project).exclude(ls_annotation_count=None)
-            .order_by("-started_at").first())
-    if last is None or pending_of(project).events:
+    """Annotations changed in Label Studio and no event says so (a lost webhook): the annotation store's
+    check finds it, an edit or a deletion as well as a different count. Runs under the training lease,
+    so it never writes the store beside a training; a project training now is looked at next time."""
+    if not TrainingRun.objects.filter(project=project).exists() or pending_of(project).events:
+        return False
+    owner = leases.new_owner()
+    if not leases.acquire(project.pk, owner, kind="training"):
         return False
     try:
-        count = label_studio.annotation_count(project.ls_project_id)
+        with leases.Heartbeat(project.pk, owner, kind="training"):
+            report = annotation_store.sync(project)
     except label_studio.LabelStudioError as exc:
-        logger.warning("reconcile_count_failed project=%s error=%s", project.ls_project_id, exc)
+        logger.warning("reconcile_read_failed project=%s error=%s", project.ls_project_id, exc)
         return False
-    return count != last.ls_annotation_count
+    finally:
+        leases.release(project.pk, owner, kind="training")
+    return report.stored > 0 or report.removed > 0

@@ -66,3 +66,28 @@ def test_a_rule_that_compares_quality_measures_before_serving_even_above_the_siz
     assert not fit.evaluation_waits(sms_project, 300)
     sms_project.strategy = "margin"
     assert fit.evaluation_waits(sms_project, 300) and not fit.evaluation_waits(sms_project, 100)
+
+
+def test_a_version_registered_by_mlflows_sklearn_flavour_before_still_loads(sms_project):
+    """Versions of deployments older than the service's own format (skops through mlflow.sklearn)."""
+    import mlflow.sklearn
+    import sklearn
+
+    from backends import artefacts, backend_for
+
+    backend = backend_for(sms_project.label_config, features="tfidf+glove")
+    model = backend.fit(examples(sms_rows(100)))
+    mlflow = mlflow_store._mlflow()
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model.pipeline, name="model", registered_model_name="legacy-format",
+                                        pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                                        skops_trusted_types=["backends.features.MeanWordVectors"])
+    uri = f"models:/legacy-format/{info.registered_model_version}"
+    texts = [text for _, text in sms_rows(200)[100:]]
+    loaded = mlflow_store.load_pipeline(uri)
+    assert np.array_equal(backend.wrap(loaded).predict_proba(texts), model.predict_proba(texts))
+    version = train_model_version(project=sms_project, examples=examples(sms_rows(100)), promote=False)
+    source = mlflow.MlflowClient().get_model_version(version.mlflow_model_name, version.mlflow_model_version).source
+    assert source.endswith("/model")  # the registered files are the run's own artefact folder
+    files = mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri)
+    assert artefacts.is_artefact(files)

@@ -268,3 +268,17 @@ def test_a_large_training_serves_then_measures_its_version_in_the_same_run(sms_p
     version.refresh_from_db()
     assert version.status == ModelVersion.Status.SERVING and version.metrics["holdout_examples"] == 20
     assert "macro_f1" in version.metrics and version.metrics["num_examples"] == 100
+
+
+def test_reconciliation_notices_an_edit_whose_webhook_was_lost(sms_project, queued_checks, train_on, reads):
+    """The count is the same; the annotation store's check sees the new revision and asks for a training."""
+    train_on(sms_project, trigger="quiet", tasks=ls_tasks(sms_rows(40)))
+    queued_checks.clear()
+    assert loop.reconcile()["changes_noticed"] == 0  # nothing changed
+    reads.source = ls_tasks(sms_rows(40), revision="2026-11-23T12:00:00Z")  # an annotator edited, unannounced
+    assert loop.reconcile() == {"checks_requested": 1, "changes_noticed": 1, "projects_failed": 0}
+    assert queued_checks == [(sms_project.pk, 0.0)]
+    WebhookEvent.objects.filter(action="RECONCILE").update(received_at=timezone.now() - timedelta(minutes=1))
+    assert loop.run_check(sms_project.pk).outcome == "trained"  # once the policy's quiet period is over
+    sms_project.refresh_from_db()
+    assert sms_project.training_lease_owner == ""
