@@ -25,6 +25,8 @@ RECONCILE_SCORING = "orchestrator.learning.tasks.reconcile_scoring"  # beat, eve
 ENSURE_WEBHOOK = "orchestrator.learning.tasks.ensure_webhook"  # (project pk): after /setup
 ENSURE_WEBHOOKS = "orchestrator.learning.tasks.ensure_webhooks"  # beat, hourly
 PRUNE_EVENTS = "orchestrator.learning.tasks.prune_events"  # beat, hourly
+RESUME_CLEANUPS = "orchestrator.learning.tasks.resume_cleanups"  # beat, every ALO_RECONCILE_SECONDS
+SYNC_ANNOTATIONS = "orchestrator.learning.tasks.sync_annotations"  # (project pk, full 0/1): the annotation store
 
 
 @dataclass(frozen=True)

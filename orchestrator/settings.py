@@ -264,6 +264,18 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_IGNORE_RESULT = True
+# Three queues, each consumed by worker processes of its own (manage.py serve starts one worker per
+# queue; docker-compose.yml one service per queue): a long push or clean-up never holds up a
+# training, nor the reverse. Training (and reading annotations) is the default queue; the training
+# worker also takes "celery", where an earlier release sent everything.
+ALO_QUEUES = ("training", "scoring", "housekeeping")
+CELERY_TASK_DEFAULT_QUEUE = "training"
+CELERY_TASK_ROUTES = {
+    **{f"orchestrator.learning.tasks.{name}": {"queue": "scoring"}
+       for name in ("run_scoring", "score_project", "rescore_project", "reconcile_scoring")},
+    **{f"orchestrator.learning.tasks.{name}": {"queue": "housekeeping"}
+       for name in ("clean_up_predictions", "resume_cleanups", "ensure_webhook", "ensure_webhooks", "prune_events")},
+}
 
 # --- Training loop ------------------------------------------------------------------------
 # A training holds a per-project lease, renewed while it runs; a killed worker's lease
@@ -275,6 +287,7 @@ ALO_RECONCILE_SECONDS = float(env_str("ALO_RECONCILE_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {
     "reconcile-training": {"task": "orchestrator.learning.tasks.reconcile_training", "schedule": ALO_RECONCILE_SECONDS},
     "reconcile-scoring": {"task": "orchestrator.learning.tasks.reconcile_scoring", "schedule": ALO_RECONCILE_SECONDS},
+    "resume-cleanups": {"task": "orchestrator.learning.tasks.resume_cleanups", "schedule": ALO_RECONCILE_SECONDS},
     # Each project's webhook repaired if someone edited it away; old events pruned.
     "ensure-webhooks": {"task": "orchestrator.learning.tasks.ensure_webhooks", "schedule": 3600.0},
     "prune-events": {"task": "orchestrator.learning.tasks.prune_events", "schedule": 3600.0},

@@ -27,7 +27,13 @@ def test_compose_file_validates_with_docker_compose():
 def test_compose_file_has_the_production_services():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "mlflow", "web", "worker", "beat"} <= set(services)
+    assert {"postgres", "redis", "mlflow", "web", "worker", "worker-scoring", "worker-housekeeping", "beat"} <= set(services)
+    # Every queue the service routes work to has a worker consuming it.
+    from django.conf import settings
+
+    consumed = {queue for name, service in services.items() if name.startswith("worker")
+                for queue in service["command"].split("--queues ")[1].split()[0].split(",")}
+    assert set(settings.ALO_QUEUES) <= consumed
     web_env = services["web"]["environment"]
     assert web_env["DATABASE_URL"].startswith("postgresql://")
     assert web_env["CELERY_BROKER_URL"].startswith("redis://")

@@ -54,12 +54,30 @@ def test_every_task_the_services_ask_for_is_registered_under_its_name():
 
     names = {jobs.CHECK_TRAINING, jobs.RUN_SCORING, jobs.CLEAN_UP_PREDICTIONS, jobs.RESCORE_PROJECT,
              jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING, jobs.ENSURE_WEBHOOK, jobs.ENSURE_WEBHOOKS,
-             jobs.PRUNE_EVENTS}
+             jobs.PRUNE_EVENTS, jobs.RESUME_CLEANUPS, jobs.SYNC_ANNOTATIONS}
     assert names <= set(app.tasks)
     from django.conf import settings
 
     assert {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()} == {
-        jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING, jobs.ENSURE_WEBHOOKS, jobs.PRUNE_EVENTS}
+        jobs.RECONCILE_TRAINING, jobs.RECONCILE_SCORING, jobs.ENSURE_WEBHOOKS, jobs.PRUNE_EVENTS,
+        jobs.RESUME_CLEANUPS}
+
+
+def test_each_job_goes_to_its_queue_and_every_queue_is_one_a_worker_serves():
+    """Trainings, pushes and housekeeping never wait behind each other (one worker per queue)."""
+    from django.conf import settings
+
+    from orchestrator.celery import app
+
+    queue_of = {name: app.amqp.router.route({}, name)["queue"].name for name in (
+        jobs.CHECK_TRAINING, jobs.RECONCILE_TRAINING, jobs.SYNC_ANNOTATIONS, jobs.RUN_SCORING, jobs.RESCORE_PROJECT,
+        jobs.RECONCILE_SCORING, jobs.CLEAN_UP_PREDICTIONS, jobs.RESUME_CLEANUPS, jobs.ENSURE_WEBHOOK,
+        jobs.ENSURE_WEBHOOKS, jobs.PRUNE_EVENTS)}
+    assert {name for name, queue in queue_of.items() if queue == "training"} == {
+        jobs.CHECK_TRAINING, jobs.RECONCILE_TRAINING, jobs.SYNC_ANNOTATIONS}
+    assert {name for name, queue in queue_of.items() if queue == "scoring"} == {
+        jobs.RUN_SCORING, jobs.RESCORE_PROJECT, jobs.RECONCILE_SCORING}
+    assert set(queue_of.values()) == set(settings.ALO_QUEUES)
 
 
 def test_no_service_imports_a_tasks_module():

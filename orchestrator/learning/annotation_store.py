@@ -21,7 +21,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from orchestrator import jobs
 from orchestrator.gateways import label_studio, label_studio_tasks
+from orchestrator.learning import leases
 from orchestrator.learning.models import AnnotationStoreState, Project, StoredAnnotation, StoredTask, WebhookEvent
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,32 @@ def sync(project: Project, *, full: bool = False, reason: str = "") -> SyncRepor
     logger.info("annotation_store_synced project=%s mode=%s reason=%s read=%s stored=%s removed=%s",
                 project.ls_project_id, report.mode, report.reason, report.read, report.stored, report.removed)
     return report
+
+
+def request_sync(project_pk: int, *, full: bool = False) -> None:
+    """Ask a training worker to bring the store up to Label Studio (a project just connected: read it whole
+    now, so its first training reads only what changed since)."""
+    if label_studio.is_configured():
+        jobs.enqueue(jobs.SYNC_ANNOTATIONS, project_pk, int(full))
+
+
+def sync_now(project_pk: int, *, full: bool = False) -> str:
+    """`sync` under the project's training lease (a training syncs the store itself: never both at once)."""
+    project = Project.objects.filter(pk=project_pk).first()
+    if project is None or not label_studio.is_configured():
+        return "nothing to do"
+    owner = leases.new_owner()
+    if not leases.acquire(project.pk, owner, kind="training"):
+        return "a training holds the project: it reads the store itself"
+    try:
+        with leases.Heartbeat(project.pk, owner, kind="training"):
+            report = sync(project, full=full, reason="asked" if full else "")
+    except label_studio.LabelStudioError as exc:
+        logger.warning("annotation_store_sync_failed project=%s error=%s", project.ls_project_id, exc)
+        return f"failed: {exc}"
+    finally:
+        leases.release(project.pk, owner, kind="training")
+    return f"{report.mode}: read {report.read}, stored {report.stored}, removed {report.removed}"
 
 
 def stored_tasks(project: Project) -> Iterable[dict[str, Any]]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from backends import backend_for, parse_label_config
 from backends.label_config import config_digest
-from orchestrator.learning import webhook_auth
+from orchestrator.learning import annotation_store, webhook_auth
 from orchestrator.learning.extra_params import (
     SCORING_FIELDS,
     features_from,
@@ -62,6 +62,7 @@ def setup_project(
                 ScoringPolicy.objects.create(project=project, **(scoring_policy or {}))
             scoring_runs.request_cold_start(project)  # the queue ordered before the first model
             webhook_auth.request_ensure(project.pk)
+            annotation_store.request_sync(project.pk)  # its annotations read once, before the first training
             return project
         except IntegrityError:  # a concurrent /setup created it first
             project = Project.objects.select_related("serving_version").get(ls_project_id=ls_project_id)

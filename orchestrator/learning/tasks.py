@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 
 from orchestrator import jobs
-from orchestrator.learning import webhook_auth
+from orchestrator.learning import annotation_store, webhook_auth
 from orchestrator.learning.scoring import cleanup, job, runs
 from orchestrator.learning.training import loop
 
@@ -53,10 +53,22 @@ def clean_up_predictions(project_pk: int, attempt: int = 0, after_id: int = 0) -
     return cleanup.clean_up(project_pk, attempt, after_id)
 
 
+@shared_task(name=jobs.RESUME_CLEANUPS, acks_late=True)
+def resume_cleanups() -> int:
+    """Beat's pass: clean-ups that stopped moving (a lost message, a restart) go on from where they stopped."""
+    return cleanup.resume_stalled()
+
+
 @shared_task(name=jobs.ENSURE_WEBHOOK, acks_late=True)
 def ensure_webhook(project_pk: int) -> str:
     """Create or repair the project's signed webhook in Label Studio (with ALO_WEBHOOK_SECRET)."""
     return webhook_auth.ensure_webhook(project_pk)
+
+
+@shared_task(name=jobs.SYNC_ANNOTATIONS, acks_late=True, reject_on_worker_lost=True)
+def sync_annotations(project_pk: int, full: int = 0) -> str:
+    """Bring a project's annotation store up to Label Studio (whole on connect or when asked)."""
+    return annotation_store.sync_now(project_pk, full=bool(full))
 
 
 @shared_task(name=jobs.ENSURE_WEBHOOKS, acks_late=True)

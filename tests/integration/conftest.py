@@ -180,6 +180,7 @@ class Loop:
         self.worker = ManagedProcess(
             [sys.executable, "-m", "celery", "-A", "orchestrator", "worker", "--beat", "--loglevel", "INFO",
              "--concurrency", "1", "--without-gossip", "--without-mingle",
+             "--queues", "training,scoring,housekeeping,celery",
              "--hostname", f"w{self.workers_started}@%h",
              "--schedule", str(self.data_dir / "celerybeat-schedule")],
             log_path=self.data_dir / f"worker-{self.workers_started}.log", env=self.service.env, cwd=ROOT,

@@ -38,13 +38,21 @@ def test_serve_runs_web_and_worker_on_embedded_defaults(tmp_path):
                 return None
 
         assert wait_until(health, timeout=60, what="/health")["status"] == "UP"
-        # The worker answers on the filesystem broker: background jobs need no Redis.
-        def worker_replies():
+        # A worker per queue answers on the filesystem broker: background jobs need no Redis, and a push
+        # or a clean-up never waits behind a training.
+        def workers_reply():
             result = subprocess.run([sys.executable, "-m", "celery", "-A", "orchestrator", "inspect", "ping",
                                      "--timeout", "3"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-            return result.returncode == 0 and "pong" in result.stdout
+            replied = {line.split("@")[0].lstrip("-> ").strip() for line in result.stdout.splitlines()
+                       if line.startswith("->") and line.rstrip().endswith("OK")}
+            return replied >= {"training", "scoring", "housekeeping"}
 
-        wait_until(worker_replies, timeout=90, interval=1, what="the Celery worker to answer ping")
+        wait_until(workers_reply, timeout=90, interval=1, what="a Celery worker per queue to answer ping")
+        queues = subprocess.run([sys.executable, "-m", "celery", "-A", "orchestrator", "inspect", "active_queues",
+                                 "--timeout", "5"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        consumed = queues.stdout.count  # each queue consumed by exactly one worker
+        assert consumed("* {'name': 'scoring'") == 1 and consumed("* {'name': 'housekeeping'") == 1, queues.stdout
+        assert consumed("* {'name': 'training'") == 1, queues.stdout
         assert (tmp_path / "data" / "orchestrator.sqlite3").exists()
         assert (tmp_path / "data" / "broker").is_dir()
     finally:

@@ -10,12 +10,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from django.db.models import F
 from django.utils import timezone
 
 from orchestrator import jobs
 from orchestrator.gateways import label_studio
 from orchestrator.learning import projects
-from orchestrator.learning.models import ModelVersion, Project, ScoringPool, ScoringRun
+from orchestrator.learning.models import ModelVersion, PredictionCleanup, Project, ScoringPool, ScoringRun
 from orchestrator.learning.scoring.context import ACTIVE
 
 logger = logging.getLogger(__name__)
@@ -30,9 +31,40 @@ CLEANUP_RECHECK_SECONDS = 60.0
 CLEANUP_CHECKS = 30
 
 
-def request_cleanup(project_pk: int, *, countdown: float = 0.0, attempt: int = 0, after_id: int = 0) -> None:
-    jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, attempt, after_id,
-                 countdown=countdown)  # lost: the next push asks
+# A clean-up whose last slice ended longer ago than this (and that did not end) is asked for again.
+CLEANUP_STALLED_SECONDS = 300.0
+# The clock a slice's time is read on (a test drives its own).
+_clock = time.monotonic
+
+
+def request_cleanup(project_pk: int, *, countdown: float = 0.0, attempt: int = 0, after_id: int = 0,
+                    fresh: bool = True) -> None:
+    """Ask for a clean-up (`fresh`) or its next slice; where it stands is recorded, so a lost message or a
+    restart resumes it."""
+    now = timezone.now()
+    fields = {"after_task": after_id, "attempt": attempt, "requested_at": now, "moved_at": now, "finished_at": None}
+    if fresh:  # a new clean-up (after a push), not a slice handing over
+        fields["deleted"] = 0
+    PredictionCleanup.objects.update_or_create(project_id=project_pk, defaults=fields)
+    jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, attempt, after_id, countdown=countdown)
+
+
+def resume_stalled() -> int:
+    """Beat's pass: clean-ups that stopped moving (a lost message, a worker killed or restarted) asked for
+    again from where they stopped. Returns how many."""
+    stalled_before = timezone.now() - timedelta(seconds=CLEANUP_STALLED_SECONDS)
+    resumed = 0
+    for row in PredictionCleanup.objects.filter(finished_at=None, moved_at__lt=stalled_before):
+        logger.info("scoring_cleanup_resumed project_pk=%s after_task=%s", row.project_id, row.after_task)
+        request_cleanup(row.project_id, attempt=row.attempt, after_id=row.after_task, fresh=False)
+        resumed += 1
+    return resumed
+
+
+def _record(project_pk: int, *, after_task: int, deleted: int, finished: bool) -> None:
+    now = timezone.now()
+    PredictionCleanup.objects.filter(project_id=project_pk).update(
+        after_task=after_task, moved_at=now, finished_at=now if finished else None, deleted=F("deleted") + deleted)
 
 
 def clean_up(project_pk: int, attempt: int = 0, after_id: int = 0) -> str:
@@ -46,27 +78,32 @@ def clean_up(project_pk: int, attempt: int = 0, after_id: int = 0) -> str:
     """
     project = Project.objects.filter(pk=project_pk).first()
     if project is None or not label_studio.is_configured():
+        PredictionCleanup.objects.filter(project_id=project_pk).update(finished_at=timezone.now())
         return "nothing to do"
     ls_id = project.ls_project_id
     if ScoringRun.objects.filter(project=project, status__in=ACTIVE).exists():
         # A push is running: deletions would compete with its imports. Look again later.
         if attempt < CLEANUP_CHECKS:
-            request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1, after_id=after_id)
+            request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1, after_id=after_id,
+                            fresh=False)
         return "after the running push"
     try:
         stale = _stale_tags(project)
         if not stale:
+            _record(project_pk, after_task=after_id, deleted=0, finished=True)
             return "clean"
         deleted, cursor = delete_tags(ls_id, stale, after_id=after_id)
+        _record(project_pk, after_task=after_id if cursor is None else cursor, deleted=deleted, finished=cursor is None)
         if cursor is not None:
             logger.info("scoring_old_tags_deleting project=%s tags=%s deleted=%s after_task=%s", ls_id,
                         sorted(stale), deleted, cursor)
-            request_cleanup(project_pk, attempt=attempt, after_id=cursor)
+            request_cleanup(project_pk, attempt=attempt, after_id=cursor, fresh=False)
             return f"deleting {sorted(stale)} after task {cursor}"
     except label_studio.LabelStudioError as exc:
         logger.warning("scoring_cleanup_failed project=%s after_task=%s error=%s", ls_id, after_id, exc)
         if attempt < CLEANUP_CHECKS:
-            request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1, after_id=after_id)
+            request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1, after_id=after_id,
+                            fresh=False)
         return f"failed: {exc}"
     logger.info("scoring_old_tags_deleted project=%s tags=%s deleted=%s", ls_id, sorted(stale), deleted)
     return f"deleted {sorted(stale)}"
@@ -86,18 +123,30 @@ def _stale_tags(project: Project) -> set[str]:
 def delete_tags(ls_id: int, tags: set[str], *, after_id: int = 0) -> tuple[int, int | None]:
     """Delete the predictions of `tags` on the tasks above `after_id`, for CLEANUP_BUDGET_SECONDS at most.
 
-    Returns how many went, and the last task done when the time ran out (None: all done).
+    The time is read before every deletion, so a slice ends within one request of its budget
+    (Label Studio may take a second a deletion while annotators save). Returns how many went,
+    and the task to go on after when the time ran out (None: all done). A page cut short is
+    listed again by the next slice: what went is no longer listed.
     """
-    deadline = time.monotonic() + CLEANUP_BUDGET_SECONDS
+    deadline = _clock() + CLEANUP_BUDGET_SECONDS
     deleted, cursor = 0, after_id
+
+    def delete(prediction_id: int) -> bool | None:
+        if _clock() > deadline:
+            return None  # out of time: not tried
+        return label_studio.delete_prediction(prediction_id)
+
     with ThreadPoolExecutor(CLEANUP_THREADS, thread_name_prefix="cleanup") as pool:
         while True:
             ids, last = label_studio.predictions_of(ls_id, tags, after_id=cursor, limit=CLEANUP_PAGE)
-            deleted += sum(pool.map(label_studio.delete_prediction, ids))
+            outcomes = list(pool.map(delete, ids))
+            deleted += sum(1 for outcome in outcomes if outcome)
+            if None in outcomes:
+                return deleted, cursor
             if last is None:
                 return deleted, None
             cursor = last
-            if time.monotonic() > deadline:
+            if _clock() > deadline:
                 return deleted, cursor
 
 

@@ -3,14 +3,30 @@ bounded job at a time, never another model's predictions."""
 from __future__ import annotations
 
 from orchestrator import jobs
-from orchestrator.learning.models import ScoringRun
+from orchestrator.gateways import label_studio
+from orchestrator.learning.models import PredictionCleanup, ScoringRun
 from orchestrator.learning.scoring import cleanup
 from tests.factories import scoring_run
 from tests.learning.scoring.helpers import score_now
 
 
-def test_a_long_deletion_goes_on_in_jobs_that_resume_where_the_last_stopped(trained_sms_project, fake_ls, queued_runs,
-                                                                            monkeypatch, jobs_sent):
+def _deletions_take(monkeypatch, fake_ls, seconds: float) -> list[float]:
+    """Each deletion in Label Studio takes `seconds` on the clean-up's clock (one at a time)."""
+    clock = [0.0]
+    monkeypatch.setattr(cleanup, "_clock", lambda: clock[0])
+    monkeypatch.setattr(cleanup, "CLEANUP_THREADS", 1)
+    real_delete = fake_ls.delete_prediction
+
+    def slow_delete(prediction_id):
+        clock[0] += seconds
+        return real_delete(prediction_id)
+
+    monkeypatch.setattr(label_studio, "delete_prediction", slow_delete)
+    return clock
+
+
+def test_a_long_deletion_goes_on_in_slices_that_end_on_time_and_resume_where_the_last_stopped(
+        trained_sms_project, fake_ls, queued_runs, monkeypatch, jobs_sent):
     project, version = trained_sms_project
     first = score_now(project)
     fake_ls.predictions.append({"task": 7, "model_version": "someone else's model", "score": 0.1, "result": []})
@@ -21,15 +37,49 @@ def test_a_long_deletion_goes_on_in_jobs_that_resume_where_the_last_stopped(trai
     second = score_now(project)  # a new tag; its switch asks for the clean-up
     assert second.tag == f"{version.version}.2" and handed_over == [((project.pk, 0, 0), 0)]
     monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
-    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 0.0)  # one page per job
+    clock = _deletions_take(monkeypatch, fake_ls, 0.125)  # a 30-s slice: 240 deletions, and the one begun at 30 s
 
-    assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}'] after task 1000"
-    assert handed_over[-1] == ((project.pk, 0, 1000), 0) and fake_ls.deleted == 1000
-    assert cleanup.clean_up(*handed_over[-1][0]) == f"deleting ['{first.tag}'] after task 2000"
-    assert cleanup.clean_up(*handed_over[-1][0]) == f"deleted ['{first.tag}']"
-    assert len(handed_over) == 3 and fake_ls.deleted == 2500
+    outcomes, deleted_before, started = [cleanup.clean_up(project.pk)], 0, 0.0
+    while outcomes[-1].startswith("deleting"):
+        # The time is read before each deletion: a slice stops at its budget, within one request,
+        # even in the middle of a page (the page is listed again by the next slice).
+        assert fake_ls.deleted - deleted_before == 241 and clock[0] - started == 30.125
+        deleted_before, started = fake_ls.deleted, clock[0]
+        outcomes.append(cleanup.clean_up(*handed_over[-1][0]))
+    assert outcomes[0] == f"deleting ['{first.tag}'] after task 0"  # the first page, cut short
+    assert f"deleting ['{first.tag}'] after task 1000" in outcomes and outcomes[-1] == f"deleted ['{first.tag}']"
+    assert len(outcomes) == 11 and fake_ls.deleted == 2500  # 2,500 at 241 a slice
+    row = PredictionCleanup.objects.get(project=project)
+    assert row.deleted == 2500 and row.finished_at is not None
     assert cleanup.clean_up(project.pk) == "clean"
     assert fake_ls.model_versions(0) == {second.tag: 2500, "someone else's model": 1}
+
+
+def test_a_clean_up_whose_message_was_lost_is_resumed_by_beat_from_where_it_stopped(
+        trained_sms_project, fake_ls, queued_runs, monkeypatch, jobs_sent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    project, version = trained_sms_project
+    first = score_now(project)
+    project.strategy = "margin"
+    project.save()
+    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
+    asked = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: job.args)
+    score_now(project)
+    monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
+    _deletions_take(monkeypatch, fake_ls, 0.01)  # a slice: 3,000 deletions' time, pages of 1,000
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 9.995)
+    assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}'] after task 1000"
+    asked.clear()  # ... and the hand-over's message is lost (the worker restarted)
+    assert cleanup.resume_stalled() == 0  # not stalled yet
+    PredictionCleanup.objects.filter(project=project).update(moved_at=timezone.now() - timedelta(minutes=6))
+    assert cleanup.resume_stalled() == 1 and asked == [(project.pk, 0, 1000)]
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 60.0)
+    assert cleanup.clean_up(*asked[-1]) == f"deleted ['{first.tag}']"
+    assert fake_ls.deleted == 2500 and PredictionCleanup.objects.get(project=project).finished_at is not None
+    assert cleanup.resume_stalled() == 0
 
 
 def test_a_failed_deletion_is_tried_again_later_from_where_it_stopped(trained_sms_project, fake_ls, queued_runs,
@@ -42,8 +92,9 @@ def test_a_failed_deletion_is_tried_again_later_from_where_it_stopped(trained_sm
     later = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
     second = score_now(project)
     monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
-    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 0.0)
-    assert cleanup.clean_up(project.pk).startswith("deleting")
+    _deletions_take(monkeypatch, fake_ls, 0.01)
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 9.995)  # the first page, then the time is up
+    assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}'] after task 1000"
     fake_ls.delete_faults = ["DELETE api/predictions answered 503"]
     assert cleanup.clean_up(*later[-1][0]).startswith("failed: DELETE api/predictions answered 503")
     assert later[-1] == ((project.pk, 1, 1000), cleanup.CLEANUP_RECHECK_SECONDS)

@@ -1,4 +1,4 @@
-"""`manage.py serve`: the web server and a Celery worker together, for one-command runs.
+"""`manage.py serve`: the web server and a Celery worker per queue together, for one-command runs.
 
 Production runs them as separate services (docker-compose.yml); this is `make run`.
 """
@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Serve the ML backend (gunicorn) with a Celery worker and beat on the configured broker."
+    help = "Serve the ML backend (gunicorn) with a Celery worker per queue and beat on the configured broker."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=settings.PORT)
@@ -32,9 +32,15 @@ class Command(BaseCommand):
              "--bind", f"{host}:{port}"],
         ]
         if not no_worker:
-            commands.append([python, "-m", "celery", "-A", "orchestrator", "worker", "--loglevel",
-                             settings.LOG_LEVEL.lower(), "--concurrency", str(settings.WORKER_CONCURRENCY),
-                             "--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")])
+            # One worker per queue (settings.ALO_QUEUES): a push or a clean-up never waits behind a training.
+            for queue in settings.ALO_QUEUES:
+                command = [python, "-m", "celery", "-A", "orchestrator", "worker", "--loglevel",
+                           settings.LOG_LEVEL.lower(), "--concurrency", str(settings.WORKER_CONCURRENCY),
+                           "--queues", "training,celery" if queue == "training" else queue,
+                           "--hostname", f"{queue}@%h", "--without-gossip", "--without-mingle"]
+                if queue == "training":
+                    command += ["--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
+                commands.append(command)
         children = [subprocess.Popen(cmd) for cmd in commands]
         self.stdout.write(f"serving the ML backend at http://{host}:{port} (data: {settings.DATA_DIR})\n"
                           f"console: http://{host}:{port}/admin/ (an account: make admin, or ALO_ADMIN_USER and "
@@ -48,7 +54,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         try:
-            # If one child dies, stop the other: a web server without its worker is half a service.
+            # If one child dies, stop the others: a web server without its workers is half a service.
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)
         finally:
