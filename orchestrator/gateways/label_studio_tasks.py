@@ -9,8 +9,10 @@ from typing import Any
 
 from orchestrator.gateways.label_studio import LABELED, _first_page, _id_filter, _request
 
-# What the store keeps of a task: its predictions (every push adds one) are never read.
-STORE_FIELDS = "id,data,annotations,updated_at"
+# What the store keeps of a task and of each of its annotations (Label Studio's `include` names the
+# fields of both): never its predictions, which every push adds to.
+STORE_FIELDS = ("id,data,annotations,updated_at,created_at,result,was_cancelled,ground_truth,completed_by,"
+                "lead_time,task")
 
 
 def _updated_since(value: str) -> dict[str, Any]:
