@@ -27,5 +27,5 @@ def test_a_message_sent_on_the_filesystem_broker_writes_only_under_the_data_fold
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(cwd.iterdir()) == []  # nothing in the working directory
-    assert sorted(p.name for p in (data / "broker" / "control").iterdir()) == ["celery.exchange"]
+    assert sorted(p.name for p in (data / "broker" / "control").iterdir()) == ["training.exchange"]  # check_training goes to the training queue
     assert len(list((data / "broker" / "queue").iterdir())) == 1  # the message itself
