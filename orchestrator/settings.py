@@ -277,6 +277,10 @@ CELERY_TASK_ROUTES = {
        for name in ("clean_up_predictions", "resume_cleanups", "ensure_webhook", "ensure_webhooks", "prune_events")},
 }
 
+# Old predictions deleted at once by a clean-up (1-16): fewer is gentler on a Label Studio whose
+# annotators save meanwhile (on SQLite every delete and save takes the one write lock).
+ALO_CLEANUP_THREADS = min(16, max(1, env_int("ALO_CLEANUP_THREADS", 4)))
+
 # --- Training loop ------------------------------------------------------------------------
 # A training holds a per-project lease, renewed while it runs; a killed worker's lease
 # lapses after this long and another worker takes over.

@@ -175,18 +175,24 @@ class Loop:
     worker: ManagedProcess | None = None
     workers_started: int = 0
 
-    def start_worker(self) -> ManagedProcess:
+    extra_workers: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def start_worker(self, queues: str = "training,scoring,housekeeping,celery", *, beat: bool = True,
+                     ) -> ManagedProcess:
+        """A worker on `queues` (all of them by default); with `beat`, it is the loop's main worker."""
         self.workers_started += 1
-        self.worker = ManagedProcess(
-            [sys.executable, "-m", "celery", "-A", "orchestrator", "worker", "--beat", "--loglevel", "INFO",
-             "--concurrency", "1", "--without-gossip", "--without-mingle",
-             "--queues", "training,scoring,housekeeping,celery",
-             "--hostname", f"w{self.workers_started}@%h",
-             "--schedule", str(self.data_dir / "celerybeat-schedule")],
-            log_path=self.data_dir / f"worker-{self.workers_started}.log", env=self.service.env, cwd=ROOT,
-            name="celery-worker",
-        ).start()
-        return self.worker
+        command = [sys.executable, "-m", "celery", "-A", "orchestrator", "worker", "--loglevel", "INFO",
+                   "--concurrency", "1", "--without-gossip", "--without-mingle", "--queues", queues,
+                   "--hostname", f"w{self.workers_started}@%h"]
+        if beat:
+            command += ["--beat", "--schedule", str(self.data_dir / "celerybeat-schedule")]
+        process = ManagedProcess(command, log_path=self.data_dir / f"worker-{self.workers_started}.log",
+                                 env=self.service.env, cwd=ROOT, name="celery-worker").start()
+        if beat:
+            self.worker = process
+        else:
+            self.extra_workers[queues] = process
+        return process
 
     def rows(self, sql: str) -> list[tuple]:
         """Read the service's database directly (fast enough to poll; SQLite or PostgreSQL)."""
@@ -236,7 +242,8 @@ class Loop:
         return answer.json()["model_version"]
 
 
-def start_loop(tmp_path: Path, redis_server, label_studio, extra_env: dict | None = None) -> Loop:
+def start_loop(tmp_path: Path, redis_server, label_studio, extra_env: dict | None = None, *,
+               per_queue: bool = False) -> Loop:
     import redis as redis_client
 
     db = next(_redis_db)
@@ -245,11 +252,18 @@ def start_loop(tmp_path: Path, redis_server, label_studio, extra_env: dict | Non
     env = {"CELERY_BROKER_URL": broker, "CELERY_RESULT_BACKEND": broker, **(extra_env or {})}
     service = start_service(tmp_path / "service", label_studio, env)
     loop = Loop(service=service, data_dir=tmp_path / "service")
-    loop.start_worker()
+    if per_queue:  # as manage.py serve and docker-compose.yml run them: a worker per queue
+        loop.start_worker("training,celery")
+        loop.start_worker("scoring", beat=False)
+        loop.start_worker("housekeeping", beat=False)
+    else:
+        loop.start_worker()
     return loop
 
 
 def stop_loop(loop: Loop) -> None:
+    for worker in loop.extra_workers.values():
+        worker.stop()
     if loop.worker is not None:
         loop.worker.stop()
     loop.service.process.stop()

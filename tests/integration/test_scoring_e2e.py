@@ -101,13 +101,15 @@ def queue_view(ls, project_id: int) -> dict:
 
 def expected_scores(loop, model_uri: str, tasks: list[dict]) -> dict[int, float]:
     """Recomputed here from the registered model in MLflow: 1 - the priority of a new project's strategy (margin)."""
-    import mlflow.sklearn
+    import mlflow
 
     import strategies
+    from backends import artefacts
 
     mlflow.set_tracking_uri(f"sqlite:///{loop.data_dir / 'mlflow.db'}")
     mlflow.set_registry_uri(f"sqlite:///{loop.data_dir / 'mlflow.db'}")
-    pipeline = mlflow.sklearn.load_model(model_uri)
+    # The registered version's own files, read as the service reads them (backends/artefacts.py).
+    pipeline = artefacts.load(mlflow.artifacts.download_artifacts(artifact_uri=model_uri))
     probabilities = pipeline.predict_proba([t["data"]["text"] for t in tasks])
     scores = 1.0 - strategies.priorities("margin", probabilities=probabilities)
     return {t["id"]: float(s) for t, s in zip(tasks, scores)}

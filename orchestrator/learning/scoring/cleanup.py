@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 # deletes before it hands over to a fresh one (so a worker is never held for hours), and
 # how often a deletion that waits for a push or failed is looked at again.
 CLEANUP_PAGE = 500
-CLEANUP_THREADS = 4
+CLEANUP_THREADS = settings.ALO_CLEANUP_THREADS
 CLEANUP_BUDGET_SECONDS = 30.0
 CLEANUP_RECHECK_SECONDS = 60.0
 CLEANUP_CHECKS = 30
