@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 # periodic tasks name them, so they outlive a rename of the function that runs them.
 CHECK_TRAINING = "orchestrator.learning.tasks.check_training"  # (project pk)
 RUN_SCORING = "orchestrator.learning.tasks.run_scoring"  # (scoring run pk)
-CLEAN_UP_PREDICTIONS = "orchestrator.learning.tasks.clean_up_predictions"  # (project pk, attempt, after task id)
+CLEAN_UP_PREDICTIONS = "orchestrator.learning.tasks.clean_up_predictions"  # (project pk, attempt, after task id, generation)
 RESCORE_PROJECT = "orchestrator.learning.tasks.rescore_project"  # (Label Studio project id): a schedule's task
 RECONCILE_TRAINING = "orchestrator.learning.tasks.reconcile_training"  # beat, every ALO_RECONCILE_SECONDS
 RECONCILE_SCORING = "orchestrator.learning.tasks.reconcile_scoring"  # beat, every ALO_RECONCILE_SECONDS

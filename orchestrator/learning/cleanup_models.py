@@ -12,6 +12,8 @@ class PredictionCleanup(models.Model):
     """
 
     project = models.OneToOneField("learning.Project", on_delete=models.CASCADE, related_name="prediction_cleanup")
+    generation = models.PositiveBigIntegerField(default=0, help_text=(
+        "Counts the clean-ups asked for (one after each push); a slice of an older one never moves the cursor."))
     after_task = models.BigIntegerField(default=0, help_text="Tasks up to this id are done.")
     attempt = models.PositiveIntegerField(default=0)
     requested_at = models.DateTimeField(null=True, blank=True)

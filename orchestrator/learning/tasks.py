@@ -48,9 +48,9 @@ def rescore_project(ls_project_id: int) -> str:
 
 
 @shared_task(name=jobs.CLEAN_UP_PREDICTIONS, acks_late=True)
-def clean_up_predictions(project_pk: int, attempt: int = 0, after_id: int = 0) -> str:
+def clean_up_predictions(project_pk: int, attempt: int = 0, after_id: int = 0, generation: int = 0) -> str:
     """Delete the service's older prediction tags of a project (after a push switched it)."""
-    return cleanup.clean_up(project_pk, attempt, after_id)
+    return cleanup.clean_up(project_pk, attempt, after_id, generation)
 
 
 @shared_task(name=jobs.RESUME_CLEANUPS, acks_late=True)

@@ -18,7 +18,9 @@ from tests.integration.test_scoring_e2e import (all_tasks, assert_exactly_one, n
                                                 train_from_sample)
 from tests.integration.test_training_loop_e2e import connect
 
-pytestmark = pytest.mark.integration
+# What it checks is the workers' and Label Studio's (queues, deletions); the clean-up's record in the
+# database is tested on both databases in tests/learning/scoring/test_cleanup.py.
+pytestmark = [pytest.mark.integration, pytest.mark.database_independent]
 
 
 def cleanup_state(loop, pid: int) -> tuple | None:
@@ -34,22 +36,23 @@ def tags(ls, pid: int) -> dict[str, int]:
 def test_a_training_goes_on_beside_a_long_clean_up_which_resumes_after_its_worker_was_killed(
         tmp_path, redis_server, label_studio):
     ls = label_studio
-    # One deletion at a time keeps the clean-up of 3,000 predictions going for a while.
+    # One deletion at a time keeps the clean-up of 1,500 predictions going for a while.
     loop = start_loop(tmp_path, redis_server, ls, {"ALO_CLEANUP_THREADS": "1", "ALO_RECONCILE_SECONDS": "3"},
                       per_queue=True)
     try:
-        rows = sms_texts(3000)
+        rows = sms_texts(1500)
         pid = new_project(ls, "housekeeping e2e", rows)
         tasks = all_tasks(ls, pid)
         truth = {t["id"]: label for t, (label, _) in zip(tasks, rows)}
         connect(ls, loop, pid, {"min_annotations": 10, "retrain_every": 1000, "quiet_seconds": 2})
         wait_for(lambda: pushed(loop, pid, "cold-start", trigger="connect"), timeout=300, what="the cold start's push")
-        v1 = train_from_sample(loop, pid, tmp_path)  # its push makes the cold start's 3,000 predictions stale
+        v1 = train_from_sample(loop, pid, tmp_path)  # its push makes the cold start's 1,500 predictions stale
         wait_for(lambda: pushed(loop, pid, v1), timeout=300, what=f"the push of {v1}")
         wait_for(lambda: (cleanup_state(loop, pid) or (0,))[0] > 0, timeout=120, what="the clean-up to begin")
 
         # Annotations while it deletes: the training worker trains and serves a new version meanwhile.
-        for task in tasks[:12]:
+        seed = ([t for t in tasks if truth[t["id"]] == "spam"][:6] + [t for t in tasks if truth[t["id"]] == "ham"][:6])
+        for task in seed:
             annotate(ls, task, truth[task["id"]])
         wait_for(lambda: any(v["status"] == "serving" and v["version"] != v1 for v in loop.versions(pid)),
                  timeout=120, what="a version trained beside the clean-up")
@@ -67,6 +70,7 @@ def test_a_training_goes_on_beside_a_long_clean_up_which_resumes_after_its_worke
         killed.stop()
         stopped_at = cleanup_state(loop, pid)
         assert stopped_at[1] is None and len(tags(ls, pid)) > 1
+        loop.service.env["ALO_CLEANUP_THREADS"] = "4"  # the rest at the usual pace
         loop.start_worker("housekeeping", beat=False)
         loop.service.shell(
             "from datetime import timedelta; from django.utils import timezone; "
@@ -75,7 +79,7 @@ def test_a_training_goes_on_beside_a_long_clean_up_which_resumes_after_its_worke
         wait_for(lambda: set(tags(ls, pid)) == {v2}, timeout=600,
                  what=f"the clean-up to resume and leave only {v2}'s predictions")
         assert cleanup_state(loop, pid)[1] is not None
-        assert len(assert_exactly_one(ls, pid, v2)) == 3000 - 12
-        assert tags(ls, pid) == {v2: 3000 - 12}
+        assert len(assert_exactly_one(ls, pid, v2)) == 1500 - 12
+        assert tags(ls, pid) == {v2: 1500 - 12}
     finally:
         stop_loop(loop)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -38,16 +39,29 @@ CLEANUP_STALLED_SECONDS = 300.0
 _clock = time.monotonic
 
 
-def request_cleanup(project_pk: int, *, countdown: float = 0.0, attempt: int = 0, after_id: int = 0,
-                    fresh: bool = True) -> None:
-    """Ask for a clean-up (`fresh`) or its next slice; where it stands is recorded, so a lost message or a
-    restart resumes it."""
+def request_cleanup(project_pk: int, *, countdown: float = 0.0) -> None:
+    """Ask for a clean-up of the project's older tags (after a push), from its first task. Where it stands
+    is recorded, so a lost message or a restart resumes it; a slice of a clean-up asked for before
+    this one stops (this one covers its tags too)."""
     now = timezone.now()
-    fields = {"after_task": after_id, "attempt": attempt, "requested_at": now, "moved_at": now, "finished_at": None}
-    if fresh:  # a new clean-up (after a push), not a slice handing over
-        fields["deleted"] = 0
-    PredictionCleanup.objects.update_or_create(project_id=project_pk, defaults=fields)
-    jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, attempt, after_id, countdown=countdown)
+    with transaction.atomic():
+        row, _ = PredictionCleanup.objects.select_for_update().get_or_create(project_id=project_pk)
+        row.generation += 1
+        row.after_task, row.attempt, row.deleted = 0, 0, 0
+        row.requested_at = row.moved_at = now
+        row.finished_at = None
+        row.save()
+    jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, 0, 0, row.generation, countdown=countdown)
+
+
+def _hand_over(project_pk: int, generation: int, *, countdown: float = 0.0, attempt: int, after_id: int) -> bool:
+    """Ask for the next slice of clean-up `generation`, unless a newer one replaced it."""
+    now = timezone.now()
+    moved = PredictionCleanup.objects.filter(project_id=project_pk, generation=generation).update(
+        after_task=after_id, attempt=attempt, requested_at=now, moved_at=now, finished_at=None)
+    if moved:
+        jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, attempt, after_id, generation, countdown=countdown)
+    return bool(moved)
 
 
 def resume_stalled() -> int:
@@ -57,54 +71,64 @@ def resume_stalled() -> int:
     resumed = 0
     for row in PredictionCleanup.objects.filter(finished_at=None, moved_at__lt=stalled_before):
         logger.info("scoring_cleanup_resumed project_pk=%s after_task=%s", row.project_id, row.after_task)
-        request_cleanup(row.project_id, attempt=row.attempt, after_id=row.after_task, fresh=False)
-        resumed += 1
+        resumed += _hand_over(row.project_id, row.generation, attempt=row.attempt, after_id=row.after_task)
     return resumed
 
 
-def _record(project_pk: int, *, after_task: int, deleted: int, finished: bool) -> None:
+def _record(project_pk: int, generation: int, *, after_task: int, deleted: int, finished: bool) -> bool:
+    """Where clean-up `generation` stands; False if a newer one replaced it."""
     now = timezone.now()
-    PredictionCleanup.objects.filter(project_id=project_pk).update(
-        after_task=after_task, moved_at=now, finished_at=now if finished else None, deleted=F("deleted") + deleted)
+    return bool(PredictionCleanup.objects.filter(project_id=project_pk, generation=generation).update(
+        after_task=after_task, moved_at=now, finished_at=now if finished else None, deleted=F("deleted") + deleted))
 
 
-def clean_up(project_pk: int, attempt: int = 0, after_id: int = 0) -> str:
+def clean_up(project_pk: int, attempt: int = 0, after_id: int = 0, generation: int = 0) -> str:
     """Delete the service's older tags once a push has switched the project to a newer one.
 
     Prediction by prediction, each a short transaction in Label Studio: its one-request
     deletion of a model_version holds one transaction for the whole version (~125 a second),
     and on SQLite every annotator's submit meanwhile fails with "database is locked". Tasks
     are walked by id from `after_id`; a job that has used its time budget hands the rest
-    to a new job that starts where it stopped.
+    to a new job that starts where it stopped. `generation` says which clean-up this slice is of
+    (0: a message from before it was recorded, taken as the latest's).
     """
     project = Project.objects.filter(pk=project_pk).first()
     if project is None or not label_studio.is_configured():
         PredictionCleanup.objects.filter(project_id=project_pk).update(finished_at=timezone.now())
         return "nothing to do"
+    if not generation:  # a message sent before the state was recorded
+        row, _ = PredictionCleanup.objects.get_or_create(project_id=project_pk, defaults={
+            "generation": 1, "after_task": after_id, "attempt": attempt, "moved_at": timezone.now()})
+        generation = row.generation
+    elif not PredictionCleanup.objects.filter(project_id=project_pk, generation=generation).exists():
+        return "replaced by a newer clean-up"
     ls_id = project.ls_project_id
     if ScoringRun.objects.filter(project=project, status__in=ACTIVE).exists():
         # A push is running: deletions would compete with its imports. Look again later.
         if attempt < CLEANUP_CHECKS:
-            request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1, after_id=after_id,
-                            fresh=False)
+            _hand_over(project_pk, generation, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1,
+                       after_id=after_id)
         return "after the running push"
     try:
         stale = _stale_tags(project)
         if not stale:
-            _record(project_pk, after_task=after_id, deleted=0, finished=True)
+            _record(project_pk, generation, after_task=after_id, deleted=0, finished=True)
             return "clean"
         deleted, cursor = delete_tags(ls_id, stale, after_id=after_id)
-        _record(project_pk, after_task=after_id if cursor is None else cursor, deleted=deleted, finished=cursor is None)
+        current = _record(project_pk, generation, after_task=after_id if cursor is None else cursor, deleted=deleted,
+                          finished=cursor is None)
         if cursor is not None:
             logger.info("scoring_old_tags_deleting project=%s tags=%s deleted=%s after_task=%s", ls_id,
                         sorted(stale), deleted, cursor)
-            request_cleanup(project_pk, attempt=attempt, after_id=cursor, fresh=False)
+            if not current:  # a newer clean-up, from the first task, covers these tags too
+                return f"deleted {deleted} of {sorted(stale)}; a newer clean-up goes on"
+            _hand_over(project_pk, generation, attempt=attempt, after_id=cursor)
             return f"deleting {sorted(stale)} after task {cursor}"
     except label_studio.LabelStudioError as exc:
         logger.warning("scoring_cleanup_failed project=%s after_task=%s error=%s", ls_id, after_id, exc)
         if attempt < CLEANUP_CHECKS:
-            request_cleanup(project_pk, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1, after_id=after_id,
-                            fresh=False)
+            _hand_over(project_pk, generation, countdown=CLEANUP_RECHECK_SECONDS, attempt=attempt + 1,
+                       after_id=after_id)
         return f"failed: {exc}"
     logger.info("scoring_old_tags_deleted project=%s tags=%s deleted=%s", ls_id, sorted(stale), deleted)
     return f"deleted {sorted(stale)}"

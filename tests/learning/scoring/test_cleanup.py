@@ -35,7 +35,7 @@ def test_a_long_deletion_goes_on_in_slices_that_end_on_time_and_resume_where_the
     del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
     handed_over = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
     second = score_now(project)  # a new tag; its switch asks for the clean-up
-    assert second.tag == f"{version.version}.2" and handed_over == [((project.pk, 0, 0), 0)]
+    assert second.tag == f"{version.version}.2" and handed_over == [((project.pk, 0, 0, 2), 0)]  # the 2nd clean-up
     monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
     clock = _deletions_take(monkeypatch, fake_ls, 0.125)  # a 30-s slice: 240 deletions, and the one begun at 30 s
 
@@ -75,7 +75,7 @@ def test_a_clean_up_whose_message_was_lost_is_resumed_by_beat_from_where_it_stop
     asked.clear()  # ... and the hand-over's message is lost (the worker restarted)
     assert cleanup.resume_stalled() == 0  # not stalled yet
     PredictionCleanup.objects.filter(project=project).update(moved_at=timezone.now() - timedelta(minutes=6))
-    assert cleanup.resume_stalled() == 1 and asked == [(project.pk, 0, 1000)]
+    assert cleanup.resume_stalled() == 1 and asked == [(project.pk, 0, 1000, 2)]
     monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 60.0)
     assert cleanup.clean_up(*asked[-1]) == f"deleted ['{first.tag}']"
     assert fake_ls.deleted == 2500 and PredictionCleanup.objects.get(project=project).finished_at is not None
@@ -97,7 +97,7 @@ def test_a_failed_deletion_is_tried_again_later_from_where_it_stopped(trained_sm
     assert cleanup.clean_up(project.pk) == f"deleting ['{first.tag}'] after task 1000"
     fake_ls.delete_faults = ["DELETE api/predictions answered 503"]
     assert cleanup.clean_up(*later[-1][0]).startswith("failed: DELETE api/predictions answered 503")
-    assert later[-1] == ((project.pk, 1, 1000), cleanup.CLEANUP_RECHECK_SECONDS)
+    assert later[-1] == ((project.pk, 1, 1000, 2), cleanup.CLEANUP_RECHECK_SECONDS)
     monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 60.0)
     assert cleanup.clean_up(*later[-1][0]) == f"deleted ['{first.tag}']"
     assert fake_ls.model_versions(0) == {second.tag: 2500}
@@ -135,3 +135,40 @@ def test_pools_of_runs_long_over_are_pruned_and_those_of_active_runs_stay(traine
     assert cleanup.prune_pools(30) == 2
     assert set(ScoringPool.objects.values_list("run__tag", flat=True)) == {"t-running", "t-recent"}
     assert cleanup.prune_pools(0) == 0
+
+
+def test_a_clean_up_asked_for_during_a_slice_starts_from_the_first_task_and_the_older_one_stops(
+        trained_sms_project, fake_ls, queued_runs, monkeypatch, jobs_sent):
+    """A push's new clean-up covers the older one's tags and more: the older slice's cursor (tasks
+    above it done for the older tags only) must not become the new one's, or the new tag's stale
+    predictions below it would stay (found end to end: a killed worker resumed from there)."""
+    project, version = trained_sms_project
+    first = score_now(project)
+    project.strategy = "margin"
+    project.save()
+    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
+    asked = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: job.args)
+    second = score_now(project)
+    monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
+    _deletions_take(monkeypatch, fake_ls, 0.01)
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 9.995)
+    older = asked[-1]
+    real_delete_tags = cleanup.delete_tags
+    pushed_meanwhile = []
+
+    def a_push_lands_during_the_slice(*args, **kwargs):
+        done = real_delete_tags(*args, **kwargs)
+        pushed_meanwhile.append(score_now(project))  # its own clean-up asked for: generation 3
+        return done
+
+    monkeypatch.setattr(cleanup, "delete_tags", a_push_lands_during_the_slice)
+    outcome = cleanup.clean_up(*older)
+    assert outcome == f"deleted 1000 of ['{first.tag}']; a newer clean-up goes on"
+    newer = asked[-1]
+    assert newer == (project.pk, 0, 0, 3) and PredictionCleanup.objects.get(project=project).after_task == 0
+    assert cleanup.clean_up(*older) == "replaced by a newer clean-up"  # a late message of the older one
+    monkeypatch.setattr(cleanup, "delete_tags", real_delete_tags)
+    monkeypatch.setattr(cleanup, "CLEANUP_BUDGET_SECONDS", 600.0)
+    assert cleanup.clean_up(*newer).startswith("deleted")
+    assert fake_ls.model_versions(0) == {pushed_meanwhile[0].tag: 2500}
+    assert second.tag != pushed_meanwhile[0].tag
