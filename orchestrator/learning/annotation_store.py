@@ -28,9 +28,11 @@ from orchestrator.learning.models import AnnotationStoreState, Project, StoredAn
 
 logger = logging.getLogger(__name__)
 
-# A check asks again for tasks updated this long before the newest change it saw: transactions in
-# Label Studio commit out of the order of their timestamps.
-SEEN_MARGIN_SECONDS = 120
+# A check asks again for tasks updated this long before the newest change it saw, while that change
+# is recent (twice this long, on the service's clock): transactions in Label Studio commit out of
+# the order of their timestamps. Once it settled, only what is newer is asked for (a big import
+# would otherwise be read again at every check).
+SEEN_MARGIN_SECONDS = 30
 # Label Studio's Data Manager reads a Datetime filter in exactly this form (UTC).
 LS_DATETIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 DELETIONS = ("ANNOTATIONS_DELETED", "TASKS_DELETED")
@@ -138,7 +140,7 @@ def _read_whole(project: Project, state: AnnotationStoreState, reason: str) -> S
     state.full_read_at = timezone.now()
     state.full_reads += 1
     # Changes that landed while the pages were read are asked for again by the next check ("": it asks for all).
-    state.seen_through = begun
+    state.seen_through, state.seen_at = begun, timezone.now()
     state.events_through = events_through
     return report
 
@@ -147,7 +149,10 @@ def _read_changes(project: Project, state: AnnotationStoreState) -> SyncReport:
     ls_id = project.ls_project_id
     report = SyncReport(mode="changes")
     events_through = _last_event(project)
-    since = _ls_time(_parse(state.seen_through) - timedelta(seconds=SEEN_MARGIN_SECONDS)) if state.seen_through else None
+    since = None
+    if state.seen_through:
+        settled = state.seen_at is not None and timezone.now() - state.seen_at > timedelta(seconds=2 * SEEN_MARGIN_SECONDS)
+        since = _ls_time(_parse(state.seen_through) - timedelta(seconds=0 if settled else SEEN_MARGIN_SECONDS))
     newest = state.seen_through
 
     def changed() -> str:
@@ -172,7 +177,8 @@ def _read_changes(project: Project, state: AnnotationStoreState) -> SyncReport:
         if StoredAnnotation.objects.filter(project=project, was_cancelled=False).count() != live:
             # Still apart (edits that raced this check): read whole.
             return _read_whole(project, state, "annotation count still differs after the id check")
-    state.seen_through = newest
+    if newest != state.seen_through:
+        state.seen_through, state.seen_at = newest, timezone.now()
     state.events_through = events_through
     return report
 

@@ -42,6 +42,7 @@ class AnnotationStoreState(models.Model):
     full_reads = models.PositiveIntegerField(default=0)
     # Label Studio's own clock: the newest task updated_at the store has seen (the next check asks from there).
     seen_through = models.CharField(max_length=40, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True, help_text="When (the service's clock) seen_through last moved.")
     events_through = models.BigIntegerField(default=0, help_text="The last webhook event whose deletions were applied.")
     checked_at = models.DateTimeField(null=True, blank=True)
     last_check = models.JSONField(default=dict, blank=True, help_text="What the last check read and changed.")

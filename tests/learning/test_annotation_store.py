@@ -217,3 +217,25 @@ def test_a_whole_read_on_demand_replaces_what_the_store_had(sms_project, ls):
     report = annotation_store.sync(sms_project, full=True)
     assert report.mode == "full" and report.reason == "asked" and report.removed == 1
     assert _stored(sms_project) == _full_read(ls)
+
+
+def test_once_the_newest_change_settled_a_check_stops_reading_a_big_import_again(sms_project, ls, monkeypatch):
+    """Tasks imported together carry stamps within seconds of each other: while recent, each check reads
+    them again (a transaction may still commit among them); once settled, only what is newer."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from orchestrator.learning.models import AnnotationStoreState
+
+    monkeypatch.setattr(annotation_store, "SEEN_MARGIN_SECONDS", 30)
+    for task_id in range(1, 41):  # 7 s apart on Label Studio's clock: all 40 within 5 minutes
+        ls.annotate(task_id, "ham" if task_id % 2 else "spam")
+    annotation_store.sync(sms_project)
+    assert annotation_store.sync(sms_project).read == 5  # those stamped in the last 30 s of the newest: 4 x 7 s
+    AnnotationStoreState.objects.filter(project=sms_project).update(seen_at=timezone.now() - timedelta(minutes=2))
+    assert annotation_store.sync(sms_project).read == 1  # settled: the newest task only (at or after its stamp)
+    ls.annotate(41, "spam")
+    report = annotation_store.sync(sms_project)
+    assert report.read == 2 and report.stored == 1
+    assert _stored(sms_project) == _full_read(ls)
