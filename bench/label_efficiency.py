@@ -107,7 +107,8 @@ class Service:
     def __init__(self, data_dir: Path, ls: LabelStudioServer) -> None:
         self.data_dir = data_dir
         self.env = {k: v for k, v in os.environ.items()
-                    if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "MLFLOW_TRACKING_URI"}}
+                    if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "MLFLOW_TRACKING_URI",
+                                 "MLFLOW_ARTIFACT_ROOT"}}
         self.env.update({"ALO_DATA_DIR": str(data_dir), "LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": ls.token,
                          "DJANGO_SETTINGS_MODULE": "orchestrator.settings"})
         self.port = free_port()

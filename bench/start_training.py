@@ -2,7 +2,7 @@
 
 Starts Label Studio 1.23.2 and `manage.py serve` (what `make run` starts: the embedded defaults, a
 worker per queue), imports N annotated 4-topic news texts (AG News; past its 7,600 texts each text
-is joined with another one of the same topic), connects the project (the annotation store reads it
+is joined with another one of the same topic) and 2,000 unlabeled ones, connects the project (the annotation store reads it
 whole then), and presses Start Training. Prints the seconds to the new version serving with the
 run's phases, the first push's queue switch, the model artefact's size, the training worker's peak
 RSS, and as reference Label Studio's own JSON export of the same project, timed in the same run.
@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -57,14 +58,18 @@ def news(n: int) -> list[tuple[str, str]]:
     return out
 
 
-def annotated_project(ls: LabelStudioServer, n: int) -> int:
+def annotated_project(ls: LabelStudioServer, n: int, unlabeled: int) -> int:
+    """N annotated tasks, then `unlabeled` tasks for the new version's push to order."""
     pid = ls.api("POST", "/api/projects", json={"title": f"start-training-{n}", "label_config": CONFIG})["id"]
-    rows = news(n)
+    rows = news(n + unlabeled)
     for start in range(0, n, 2000):
         ls.api("POST", f"/api/projects/{pid}/import", timeout=900, json=[
             {"data": {"text": text}, "annotations": [{"result": [
                 {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": [label]}}]}]}
-            for label, text in rows[start:start + 2000]])
+            for label, text in rows[start:min(n, start + 2000)]])
+    for start in range(n, n + unlabeled, 2000):
+        ls.api("POST", f"/api/projects/{pid}/import", timeout=900,
+               json=[{"data": {"text": text}} for _, text in rows[start:min(n + unlabeled, start + 2000)]])
     return pid
 
 
@@ -95,8 +100,8 @@ def peak_rss_mb(marker: str) -> float:
     return peak / 1024
 
 
-def measure(ls: LabelStudioServer, service: Service, n: int) -> list[tuple[str, str]]:
-    pid = annotated_project(ls, n)
+def measure(ls: LabelStudioServer, service: Service, n: int, unlabeled: int) -> list[tuple[str, str]]:
+    pid = annotated_project(ls, n, unlabeled)
     reference = export_seconds(ls, pid)
     connected = time.perf_counter()
     backend = ls.api("POST", "/api/ml", json={"project": pid, "url": service.url, "title": "AL orchestrator",
@@ -146,7 +151,9 @@ def _run_of(service: Service, version_pk: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000")
+    parser.add_argument("--unlabeled", type=int, default=2000, help="tasks without annotations beside them")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a kill: the finally blocks stop the servers
     results: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="alo-bench-start-training-") as tmp:
         ls = LabelStudioServer(Path(tmp) / "label-studio")
@@ -155,7 +162,7 @@ def main() -> None:
             for size in [int(s) for s in args.sizes.split(",") if s]:
                 service = Service(Path(tmp) / f"service-{size}", ls).start()
                 try:
-                    results += measure(ls, service, size)
+                    results += measure(ls, service, size, args.unlabeled)
                     print(*results[-7:], sep="\n", flush=True)
                 finally:
                     service.process.stop()
