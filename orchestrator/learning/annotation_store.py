@@ -123,16 +123,11 @@ def _read_whole(project: Project, state: AnnotationStoreState, reason: str) -> S
     begun = _normal_time(label_studio.with_retries(lambda: label_studio_tasks.newest_update(ls_id),
                                                    what="reading Label Studio's clock"))
     seen: set[int] = set()
+
     def read() -> None:
         seen.clear()
-        page: list[dict[str, Any]] = []
-        for task in label_studio_tasks.iter_annotated_tasks(ls_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE):
-            page.append(task)
-            if len(page) >= settings.LABEL_STUDIO_PAGE_SIZE:
-                _apply(project, page, report, seen)
-                page = []
-        if page:
-            _apply(project, page, report, seen)
+        _apply_pages(project, label_studio_tasks.iter_annotated_tasks(ls_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE),
+                     report, seen)
 
     label_studio.with_retries(read, what=f"reading project {ls_id}'s annotations")
     gone = set(StoredTask.objects.filter(project=project).values_list("task_id", flat=True)) - seen
@@ -156,9 +151,8 @@ def _read_changes(project: Project, state: AnnotationStoreState) -> SyncReport:
     newest = state.seen_through
 
     def changed() -> str:
-        found = list(label_studio_tasks.iter_annotated_tasks(ls_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE,
-                                                             updated_since=since))
-        return _apply(project, found, report, set())
+        return _apply_pages(project, label_studio_tasks.iter_annotated_tasks(
+            ls_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE, updated_since=since), report, set())
 
     newest = max(newest, label_studio.with_retries(changed, what=f"reading project {ls_id}'s changed annotations"))
     named = _tasks_named_by_deletions(project, state.events_through, events_through)
@@ -216,6 +210,20 @@ def _last_event(project: Project) -> int:
 
 
 # --- writing the store --------------------------------------------------------------------------------
+def _apply_pages(project: Project, tasks: Iterable[Mapping[str, Any]], report: SyncReport, seen: set[int]) -> str:
+    """`_apply` a page at a time (each page its own short transaction; never every task in memory);
+    returns the newest `updated_at` seen."""
+    newest, page = "", []
+    for task in tasks:
+        page.append(task)
+        if len(page) >= settings.LABEL_STUDIO_PAGE_SIZE:
+            newest = max(newest, _apply(project, page, report, seen))
+            page = []
+    if page:
+        newest = max(newest, _apply(project, page, report, seen))
+    return newest
+
+
 def _apply(project: Project, tasks: list[Mapping[str, Any]], report: SyncReport, seen: set[int]) -> str:
     """Store these tasks as Label Studio gave them (a task without a live annotation is removed);
     returns the newest `updated_at` among them (in LS_DATETIME). `seen` gets the ids of the tasks kept."""
