@@ -2,8 +2,8 @@
 
 Training holds a lease on the project (`Project.training_lease_*`), renewed while it runs,
 so one training runs per project; a killed worker's lease lapses and the next check takes
-over. Events recorded during a training stay pending and lead to the next one, which reads
-every annotation again.
+over. Events recorded during a training stay pending and lead to the next one, which brings the
+annotation store up to Label Studio (what changed) and learns from all of it.
 """
 from __future__ import annotations
 
