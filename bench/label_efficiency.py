@@ -171,6 +171,27 @@ class Service:
         return float(f1_score([label for label, _ in held_out], predicted, average="macro"))
 
 
+def each_size(prefix: str, sizes: str, measure) -> list[tuple[str, str]]:
+    """One Label Studio, and a fresh `manage.py serve` per project size: `measure(ls, service, size)`'s
+    rows for each size (printed as they come), everything stopped at the end."""
+    results: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        ls = LabelStudioServer(Path(tmp) / "label-studio")
+        ls.start()
+        try:
+            for size in [int(s) for s in sizes.split(",") if s]:
+                service = Service(Path(tmp) / f"service-{size}", ls).start()
+                try:
+                    rows = measure(ls, service, size)
+                    results += rows
+                    print(*rows, sep="\n", flush=True)
+                finally:
+                    service.process.stop()
+        finally:
+            ls.stop()
+    return results
+
+
 def new_project(ls, service: Service, title: str, config: str, pool, batch: int) -> tuple[int, dict[int, str]]:
     pid = ls.api("POST", "/api/projects", json={"title": title, "label_config": config})["id"]
     ls.api("POST", f"/api/projects/{pid}/import", timeout=600, json=[{"text": text} for _, text in pool])

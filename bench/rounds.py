@@ -19,7 +19,6 @@ import os
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from label_efficiency import Service, annotate, queue_head  # noqa: E402
+from label_efficiency import Service, annotate, each_size, queue_head  # noqa: E402
 from stack import print_table  # noqa: E402
 from tests.conftest import SMS_CONFIG  # noqa: E402
 from tests.support.label_studio import LabelStudioServer  # noqa: E402
@@ -117,20 +116,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=25)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    results: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="alo-bench-rounds-") as tmp:
-        ls = LabelStudioServer(Path(tmp) / "label-studio")
-        ls.start()
-        try:
-            for size in [int(s) for s in args.sizes.split(",") if s]:
-                service = Service(Path(tmp) / f"service-{size}", ls).start()
-                try:
-                    results += rounds(ls, service, size, args.rounds, args.batch)
-                    print(*results[-4:], sep="\n", flush=True)
-                finally:
-                    service.process.stop()
-        finally:
-            ls.stop()
+    results = each_size("alo-bench-rounds-", args.sizes, lambda ls, service, size: rounds(ls, service, size, args.rounds, args.batch))
     print_table(results)
 
 

@@ -18,7 +18,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from label_efficiency import Service  # noqa: E402
+from label_efficiency import Service, each_size  # noqa: E402
 from stack import print_table  # noqa: E402
 from tests.support.label_studio import LabelStudioServer  # noqa: E402
 from tests.support.processes import wait_until  # noqa: E402
@@ -154,20 +153,7 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, default=2000, help="tasks without annotations beside them")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a kill: the finally blocks stop the servers
-    results: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="alo-bench-start-training-") as tmp:
-        ls = LabelStudioServer(Path(tmp) / "label-studio")
-        ls.start()
-        try:
-            for size in [int(s) for s in args.sizes.split(",") if s]:
-                service = Service(Path(tmp) / f"service-{size}", ls).start()
-                try:
-                    results += measure(ls, service, size, args.unlabeled)
-                    print(*results[-7:], sep="\n", flush=True)
-                finally:
-                    service.process.stop()
-        finally:
-            ls.stop()
+    results = each_size("alo-bench-start-training-", args.sizes, lambda ls, service, size: measure(ls, service, size, args.unlabeled))
     print_table(results)
 
 

@@ -25,6 +25,15 @@ def _deletions_take(monkeypatch, fake_ls, seconds: float) -> list[float]:
     return clock
 
 
+def _pushed_then_rescored_later(project, jobs_sent):
+    """A first push, then the clean-up's messages watched (not run) for the next ones: (first run, messages)."""
+    first = score_now(project)
+    project.strategy = "margin"
+    project.save()
+    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
+    return first, jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: job.args)
+
+
 def test_a_long_deletion_goes_on_in_slices_that_end_on_time_and_resume_where_the_last_stopped(
         trained_sms_project, fake_ls, queued_runs, monkeypatch, jobs_sent):
     project, version = trained_sms_project
@@ -62,11 +71,7 @@ def test_a_clean_up_whose_message_was_lost_is_resumed_by_beat_from_where_it_stop
     from django.utils import timezone
 
     project, version = trained_sms_project
-    first = score_now(project)
-    project.strategy = "margin"
-    project.save()
-    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
-    asked = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: job.args)
+    first, asked = _pushed_then_rescored_later(project, jobs_sent)
     score_now(project)
     monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
     _deletions_take(monkeypatch, fake_ls, 0.01)  # a slice: 3,000 deletions' time, pages of 1,000
@@ -143,11 +148,7 @@ def test_a_clean_up_asked_for_during_a_slice_starts_from_the_first_task_and_the_
     above it done for the older tags only) must not become the new one's, or the new tag's stale
     predictions below it would stay (found end to end: a killed worker resumed from there)."""
     project, version = trained_sms_project
-    first = score_now(project)
-    project.strategy = "margin"
-    project.save()
-    del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
-    asked = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: job.args)
+    first, asked = _pushed_then_rescored_later(project, jobs_sent)
     second = score_now(project)
     monkeypatch.setattr(cleanup, "CLEANUP_PAGE", 1000)
     _deletions_take(monkeypatch, fake_ls, 0.01)
