@@ -281,6 +281,11 @@ CELERY_TASK_ROUTES = {
 # annotators save meanwhile (on SQLite every delete and save takes the one write lock).
 ALO_CLEANUP_THREADS = min(16, max(1, env_int("ALO_CLEANUP_THREADS", 4)))
 
+# A push reads its tasks from the service's task mirror; each push first asks Label Studio only
+# for what changed (tasks created, deleted). Task data edited in place after import (no webhook
+# says so) is read again when the mirror is read whole: this often (hours; 0 = only on demand).
+ALO_TASK_MIRROR_FULL_HOURS = float(env_str("ALO_TASK_MIRROR_FULL_HOURS", "24"))
+
 # --- Training loop ------------------------------------------------------------------------
 # A training holds a per-project lease, renewed while it runs; a killed worker's lease
 # lapses after this long and another worker takes over.

@@ -225,23 +225,6 @@ def _id_filter(operator: str, value: int) -> dict[str, Any]:
     return {"filter": "filter:tasks:id", "operator": operator, "type": "Number", "value": int(value)}
 
 
-def unlabeled_tasks(ls_project_id: int, *, after_id: int, limit: int = 1000,
-                    include: str = "id,data") -> tuple[list[dict[str, Any]], int]:
-    """Up to `limit` tasks without annotations whose id is above `after_id`, by id; and how many match.
-
-    Keyset paging (always page 1 of "id > last seen") stays correct while tasks are being
-    labeled or created, where page numbers would skip or repeat tasks.
-    """
-    body = _first_page(ls_project_id, [UNLABELED, _id_filter("greater", after_id)], "tasks:id", limit=limit,
-                       include=include)
-    return list(body.get("tasks") or []), int(body.get("total") or 0)
-
-
-def labeled_tasks(ls_project_id: int, *, limit: int, include: str = "id,data") -> list[dict[str, Any]]:
-    """Up to `limit` tasks with annotations, the most recent first (one request)."""
-    return list(_first_page(ls_project_id, [LABELED], "-tasks:id", limit=limit, include=include).get("tasks") or [])
-
-
 def _first_page(ls_project_id: int, items: list[dict[str, Any]], ordering: str, *, limit: int,
                 include: str | None = None, fields: str | None = None,
                 selected: Sequence[int] | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Label Studio's annotated tasks as the annotation store reads them: whole, changed since a time, by id, counted.
+"""Label Studio's tasks as the annotation store and the task mirror read them: whole, changed since a time, by id, counted.
 
 Part of the Label Studio gateway (its requests go through `label_studio._request`).
 """
@@ -84,3 +84,60 @@ def annotation_counts(ls_project_id: int) -> tuple[int, int]:
 def annotation_count(ls_project_id: int) -> int:
     """How many annotations (skips included) the project has in Label Studio now: one cheap call."""
     return annotation_counts(ls_project_id)[0]
+
+
+# --- every task, as the task mirror reads them (learning/task_mirror.py) -------------------------------
+MIRROR_FIELDS = "id,data"
+
+
+def iter_tasks(ls_project_id: int, *, after_id: int = 0, page_size: int = 5000) -> Iterator[list[dict[str, Any]]]:
+    """Every task of the project whose id is above `after_id` (id and data), a page at a time, by id."""
+    after = int(after_id)
+    while True:
+        body = _first_page(ls_project_id, [_id_filter("greater", after)], "tasks:id", limit=page_size,
+                           include=MIRROR_FIELDS)
+        tasks = list(body.get("tasks") or [])
+        if not tasks:
+            return
+        yield tasks
+        after = max(int(t["id"]) for t in tasks)
+
+
+def task_ids(ls_project_id: int, *, page_size: int = 10000) -> set[int]:
+    """The ids of every task of the project (ids only: the cheap full listing)."""
+    ids: set[int] = set()
+    after = 0
+    while True:
+        body = _first_page(ls_project_id, [_id_filter("greater", after)], "tasks:id", limit=page_size, include="id")
+        page = [int(t["id"]) for t in body.get("tasks") or []]
+        if not page:
+            return ids
+        ids.update(page)
+        after = max(page)
+
+
+def existing_task_ids(ls_project_id: int, task_ids_: Sequence[int], *, batch: int = 500) -> set[int]:
+    """Those of these task ids that Label Studio still has (ids only)."""
+    found: set[int] = set()
+    wanted = sorted({int(i) for i in task_ids_})
+    for start in range(0, len(wanted), batch):
+        chunk = wanted[start:start + batch]
+        body = _first_page(ls_project_id, [], "tasks:id", limit=len(chunk), include="id", selected=chunk)
+        found.update(int(t["id"]) for t in body.get("tasks") or [])
+    return found
+
+
+def tasks_with_data(ls_project_id: int, task_ids_: Sequence[int], *, batch: int = 500) -> list[dict[str, Any]]:
+    """These tasks' id and data (a task Label Studio no longer has is left out)."""
+    out: list[dict[str, Any]] = []
+    wanted = sorted({int(i) for i in task_ids_})
+    for start in range(0, len(wanted), batch):
+        chunk = wanted[start:start + batch]
+        body = _first_page(ls_project_id, [], "tasks:id", limit=len(chunk), include=MIRROR_FIELDS, selected=chunk)
+        out.extend(body.get("tasks") or [])
+    return out
+
+
+def task_count(ls_project_id: int) -> int:
+    """How many tasks the project has in Label Studio now: one cheap call."""
+    return int(_request("GET", f"api/projects/{int(ls_project_id)}/").json().get("task_number") or 0)

@@ -394,6 +394,7 @@ class WebhookEvent(models.Model):
         return f"{self.action} project={self.ls_project_id}"
 
 
-# The annotation store's and the clean-up's tables live in modules of their own (registered with this app).
+# The annotation store's, task mirror's and clean-up's tables live in modules of their own (of this app).
 from orchestrator.learning.cleanup_models import PredictionCleanup  # noqa: E402, F401
-from orchestrator.learning.store_models import AnnotationStoreState, StoredAnnotation, StoredTask  # noqa: E402, F401
+from orchestrator.learning.store_models import (  # noqa: E402, F401
+    AnnotationStoreState, MirroredTask, StoredAnnotation, StoredTask, TaskMirrorState)

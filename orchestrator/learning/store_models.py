@@ -46,3 +46,25 @@ class AnnotationStoreState(models.Model):
     events_through = models.BigIntegerField(default=0, help_text="The last webhook event whose deletions were applied.")
     checked_at = models.DateTimeField(null=True, blank=True)
     last_check = models.JSONField(default=dict, blank=True, help_text="What the last check read and changed.")
+
+
+class MirroredTask(models.Model):
+    """A Label Studio task of a connected project, annotated or not: its id and data (what a push scores)."""
+
+    project = models.ForeignKey("learning.Project", on_delete=models.CASCADE, related_name="mirrored_tasks")
+    task_id = models.BigIntegerField(help_text="The task's id in Label Studio.")
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "task_id"], name="mirrored_task_once")]
+
+
+class TaskMirrorState(models.Model):
+    """How current a project's task mirror is."""
+
+    project = models.OneToOneField("learning.Project", on_delete=models.CASCADE, related_name="mirror_state")
+    full_read_at = models.DateTimeField(null=True, blank=True)
+    full_reads = models.PositiveIntegerField(default=0)
+    events_through = models.BigIntegerField(default=0, help_text="The last webhook event whose deletions were applied.")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    last_check = models.JSONField(default=dict, blank=True, help_text="What the last check read and changed.")

@@ -27,9 +27,10 @@ from orchestrator.learning.models import Project, WebhookEvent
 logger = logging.getLogger(__name__)
 
 WEBHOOK_SECRET_HEADER = "X-Alo-Webhook-Secret"
-# What the service acts on (training events, new tasks); Label Studio's Start Training comes by
+# What the service acts on (training events, tasks created and deleted); Label Studio's Start Training comes by
 # another path (its ML backend call, with basic auth).
-ACTIONS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED"]
+ACTIONS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_CREATED",
+           "TASKS_DELETED"]
 
 
 def secret_configured() -> bool:

@@ -327,5 +327,34 @@ def test_new_tasks_and_the_schedule_push_predictions(tmp_path, redis_server, lab
         assert ls.api("GET", f"/api/projects/{pid}")["model_version"] == tag
         # Jobs run below the web processes' CPU priority (ALO_WORKER_NICE, default 10).
         assert os.getpriority(os.PRIO_PROCESS, loop.worker.pid) - os.getpriority(os.PRIO_PROCESS, 0) == 10
+
+        # The pushes read their tasks from the service's mirror. Tasks deleted in Label Studio (one through
+        # the task API, three through the Data Manager's bulk action) and data edited in place, the schedule
+        # off first (its runs would bring the mirror up themselves):
+        loop.service.manage("schedule_scoring", "--project", str(pid), "--off")
+        wait_for(lambda: all(r["status"] not in ("queued", "running") for r in scoring_runs(loop, pid)), timeout=60,
+                 what="the last scheduled run to end")
+        tasks = all_tasks(ls, pid)
+        ls.api("DELETE", f"/api/tasks/{tasks[0]['id']}")
+        ls.api("POST", "/api/dm/actions", params={"id": "delete_tasks", "project": pid},
+               json={"selectedItems": {"all": False, "included": [t["id"] for t in tasks[1:4]]}})
+        edited = tasks[10]["id"]
+        ls.api("PATCH", f"/api/tasks/{edited}", json={"data": {"text": "edited after import: URGENT call now",
+                                                                "truth": "spam"}})
+        out = loop.service.manage("sync_tasks", "--project", str(pid))
+        assert "changes:" in out and "removed 4" in out and "the mirror holds 396 tasks" in out, out
+        assert "updated 0" in out  # an edit in place has no webhook: a whole read finds it
+        out = loop.service.manage("sync_tasks", "--project", str(pid), "--full")
+        assert "full: read 396, added 0, updated 1, removed 0" in out, out
+        mirrored = json.loads(loop.service.shell(
+            "import json; from orchestrator.learning.models import MirroredTask; "
+            f"print(json.dumps(dict(MirroredTask.objects.filter(project__ls_project_id={pid})"
+            ".values_list('task_id', 'data'))))"))
+        assert {int(k): v for k, v in mirrored.items()} == {t["id"]: t["data"] for t in all_tasks(ls, pid)}
+        # A full re-score from the mirror: every task Label Studio still has, once.
+        loop.service.manage("score_project", "--project", str(pid))
+        rescored = scoring_runs(loop, pid)[-1]
+        assert rescored["status"] == "succeeded" and rescored["tag"] != tag, rescored
+        assert len(assert_exactly_one(ls, pid, rescored["tag"])) == 396
     finally:
         stop_loop(loop)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import jobs
-from orchestrator.gateways import label_studio, label_studio_console
+from orchestrator.gateways import label_studio, label_studio_console, label_studio_tasks
 from orchestrator.learning.scoring import cleanup, push
 from tests.conftest import SMS_POOL, sms_rows
-from tests.support.fake_label_studio import CONSOLE_FAKED, FAKED, FakeLabelStudio
+from tests.support.fake_label_studio import CONSOLE_FAKED, FAKED, TASKS_FAKED, FakeLabelStudio
 
 
 @pytest.fixture
@@ -18,6 +18,8 @@ def fake_ls(monkeypatch, settings):
     monkeypatch.setattr(label_studio, "is_configured", lambda: True)
     for name in FAKED:
         monkeypatch.setattr(label_studio, name, getattr(fake, name))
+    for name in TASKS_FAKED:
+        monkeypatch.setattr(label_studio_tasks, name, getattr(fake, name))
     for name in CONSOLE_FAKED:
         monkeypatch.setattr(label_studio_console, name, getattr(fake, name))
     settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0

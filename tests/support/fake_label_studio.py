@@ -15,9 +15,10 @@ from orchestrator.gateways import label_studio
 _DELETING = threading.Lock()
 
 # The gateway functions this fake answers in place of Label Studio.
-FAKED = ("unlabeled_tasks", "prediction_versions", "import_predictions", "model_versions", "predictions_of",
-         "delete_prediction",
-         "get_project", "update_project", "list_views", "save_view", "labeled_tasks")
+FAKED = ("prediction_versions", "import_predictions", "model_versions", "predictions_of", "delete_prediction",
+         "get_project", "update_project", "list_views", "save_view")
+# ... those of the tasks' gateway (orchestrator/gateways/label_studio_tasks.py) the task mirror calls.
+TASKS_FAKED = ("iter_tasks", "task_ids", "existing_task_ids", "tasks_with_data", "task_count", "annotated_task_ids")
 # ... and those of the console's gateway (orchestrator/gateways/label_studio_console.py).
 CONSOLE_FAKED = ("project_summary", "list_projects", "connect_model")
 
@@ -35,7 +36,8 @@ class FakeLabelStudio:
     imports: int = 0
     late: list = field(default_factory=list)
     counted: int = 0  # model_versions calls
-    reads: int = 0
+    reads: int = 0  # requests for tasks' data
+    id_listings: int = 0  # listings of every task id
     verified: int = 0
     on_import: object = None
     last_id: int = 0  # the last prediction id given
@@ -51,10 +53,33 @@ class FakeLabelStudio:
     backends: list[dict] = field(default_factory=list)
     on_connect: object = None  # called as Label Studio calls /setup while connecting; may raise
 
-    def unlabeled_tasks(self, ls_project_id, *, after_id, limit=1000, include="id,data"):
-        ids = sorted(i for i in self.texts if i not in self.labeled and i > after_id)
+    # --- the task mirror's reads: `reads` counts the requests that carry tasks' data
+    def iter_tasks(self, ls_project_id, *, after_id=0, page_size=5000):
+        after = after_id
+        while True:
+            ids = sorted(i for i in self.texts if i > after)[:page_size]
+            self.reads += 1
+            if not ids:
+                return
+            yield [{"id": i, "data": {"text": self.texts[i]}} for i in ids]
+            after = ids[-1]
+
+    def task_ids(self, ls_project_id, *, page_size=10000):
+        self.id_listings += 1
+        return set(self.texts)
+
+    def existing_task_ids(self, ls_project_id, task_ids, *, batch=500):
+        return {i for i in task_ids if i in self.texts}
+
+    def tasks_with_data(self, ls_project_id, task_ids, *, batch=500):
         self.reads += 1
-        return [{"id": i, "data": {"text": self.texts[i]}} for i in ids[:limit]], len(ids)
+        return [{"id": i, "data": {"text": self.texts[i]}} for i in sorted(set(task_ids)) if i in self.texts]
+
+    def task_count(self, ls_project_id):
+        return len(self.texts)
+
+    def annotated_task_ids(self, ls_project_id, *, page_size=5000):
+        return {i for i in self.labeled if i in self.texts}
 
     def prediction_versions(self, ls_project_id, task_ids, batch=500):
         self.verified += len(task_ids)
@@ -131,10 +156,6 @@ class FakeLabelStudio:
         view = next(v for v in self.views if v["id"] == view_id)
         view["data"] = data
         return view
-
-    def labeled_tasks(self, ls_project_id, *, limit, include="id,data"):
-        ids = sorted(self.labeled, reverse=True)[:limit]
-        return [{"id": i, "data": {"text": self.texts[i]}} for i in ids]
 
     def project_summary(self, ls_project_id):
         return {"title": self.project.get("title", ""), "tasks": len(self.texts), "annotated": len(self.labeled),

@@ -14,8 +14,9 @@ from orchestrator.learning.timings import PhaseTimer
 T = TypeVar("T")
 
 ACTIVE = (ScoringRun.Status.QUEUED, ScoringRun.Status.RUNNING)
-# Phases that are calls to Label Studio: the timings also keep the slowest single one.
-HTTP_PHASES = frozenset({"read", "push", "verify", "switch", "cleanup"})
+# Phases that are single calls to Label Studio: the timings also keep the slowest one. ("mirror"
+# is several: the task mirror's check and the labeled ids; "read" reads the service's database.)
+HTTP_PHASES = frozenset({"push", "verify", "switch", "cleanup"})
 
 
 class Superseded(Exception):
@@ -38,6 +39,7 @@ class RunContext:
     # which sends that check to the per-task one, never past it.
     tag_count: int | None = None
     warned_fixed_cost: bool = False
+    labeled: Any = None  # the ids Label Studio counted as labeled when the pool was read (numpy int64)
 
     @property
     def model(self):

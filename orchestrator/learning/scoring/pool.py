@@ -18,9 +18,10 @@ from django.db import transaction
 import strategies
 from backends import features
 from orchestrator.gateways import label_studio
+from orchestrator.learning import task_mirror
 from orchestrator.learning.models import ColdStart, ScoringPool, ScoringRun
 from orchestrator.learning.priorities import model_priorities, stable_random_priorities
-from orchestrator.learning.scoring.context import RunContext, call_label_studio, check_current, save
+from orchestrator.learning.scoring.context import RunContext, check_current, save
 from orchestrator.learning.stopping import StopSetSampler
 from strategies.cold_start import ColdStartOrder, fit_cold_start
 
@@ -137,24 +138,31 @@ def _cold_start_pool(ctx: RunContext) -> Pool | None:
 def _pages(ctx: RunContext):
     """The run's unlabeled tasks above its `high_water`, page by page: (ids, texts).
 
+    The tasks come from the project's task mirror, brought up to Label Studio first (only what
+    changed since the last push is asked for); which are labeled is asked of Label Studio (ids only).
     A full run's first pool also draws the project's stop set, if it has none (stopping.py),
     and stores it once the last page was read.
     """
-    run, backend = ctx.run, ctx.predictor.backend
-    after, sampler = run.high_water, None
-    while True:
+    run, backend, project = ctx.run, ctx.predictor.backend, ctx.project
+    check_current(run)
+    ctx.timer("mirror", lambda: task_mirror.sync(project))  # Label Studio's calls (several); the rest reads our database
+    labeled = ctx.labeled = ctx.timer("mirror", lambda: task_mirror.labeled_ids(project))
+    pool_ids = ctx.timer("read", lambda: task_mirror.unlabeled_ids(project, after_id=run.high_water, labeled=labeled))
+    if run.done + len(pool_ids) != run.total:
+        save(run, total=run.done + len(pool_ids))
+    sampler = None
+    if run.mode == ScoringRun.Mode.FULL and run.done == 0 and len(pool_ids):
+        sampler = StopSetSampler.for_pool(ctx.project, run.total - run.done)
+    for start in range(0, len(pool_ids), READ_PAGE):
         check_current(run)
-        tasks = _read_page(ctx, after)
+        tasks = ctx.timer("read", lambda: task_mirror.tasks_of(project, pool_ids[start:start + READ_PAGE]))
         if not tasks:
-            break
+            continue
         texts = backend.texts(tasks, text_fetcher(), threads=settings.URL_FETCH_THREADS)
         page_ids = np.array([int(t["id"]) for t in tasks], dtype=np.int64)
-        if after == run.high_water and run.mode == ScoringRun.Mode.FULL and run.done == 0:
-            sampler = StopSetSampler.for_pool(ctx.project, run.total - run.done)
         if sampler is not None:
             sampler.offer(page_ids.tolist(), texts)
         yield page_ids, texts
-        after = int(page_ids.max())
     stop_set = sampler.save() if sampler is not None else None
     if stop_set is not None:
         logger.info("stop_set_drawn project=%s tasks=%s", ctx.project.ls_project_id, stop_set.size)
@@ -194,19 +202,9 @@ def _cold_start_order(ctx: RunContext, vectors: np.ndarray) -> ColdStartOrder | 
     return order
 
 
-def _read_page(ctx: RunContext, after_id: int) -> list[dict[str, Any]]:
-    run, ls_id = ctx.run, ctx.project.ls_project_id
-    tasks, total = ctx.timer("read", lambda: call_label_studio(
-        lambda: label_studio.unlabeled_tasks(ls_id, after_id=after_id, limit=READ_PAGE),
-        f"listing unlabeled tasks of project {ls_id}"))
-    if after_id == run.high_water and run.done + total != run.total:  # the first page: the pool's size
-        save(run, total=run.done + total)
-    return tasks
-
-
 def _rank(ctx: RunContext, probabilities: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
     """A batch-aware strategy's priorities over the whole pool, against recently labeled tasks."""
-    labeled = ctx.timer("read", lambda: _labeled_texts(ctx))
+    labeled = ctx.timer("mirror", lambda: _labeled_texts(ctx))
     labeled_embeddings = ctx.model.embed(labeled) if labeled else None
     options = dict(ctx.predictor.strategy_params)
     options.setdefault("multilabel", ctx.predictor.backend.multiple)
@@ -216,7 +214,7 @@ def _rank(ctx: RunContext, probabilities: np.ndarray, embeddings: np.ndarray) ->
 
 
 def _labeled_texts(ctx: RunContext) -> list[str]:
-    ls_id = ctx.project.ls_project_id
-    tasks = call_label_studio(lambda: label_studio.labeled_tasks(ls_id, limit=LABELED_SAMPLE),
-                              f"reading labeled tasks of project {ls_id}")
+    """The texts of the most recently created labeled tasks (up to LABELED_SAMPLE), from the task mirror."""
+    labeled = (ctx.labeled if ctx.labeled is not None else task_mirror.labeled_ids(ctx.project))[-LABELED_SAMPLE:]
+    tasks = task_mirror.tasks_of(ctx.project, labeled)
     return ctx.predictor.backend.texts(tasks, text_fetcher(), threads=settings.URL_FETCH_THREADS)

@@ -180,3 +180,25 @@ def test_slow_imports_shrink_the_chunk_only_when_its_predictions_make_them_slow(
         assert ctx.timer.totals["import_fixed_cost"] == pytest.approx(fixed, abs=0.5)
         # The flag the harness's second Label Studio proves works (tests/integration/conftest.py).
         assert len(warnings) == 1 and f"{MEMORY_EFFICIENT_IMPORT}=true" in warnings[0]
+
+
+def test_a_later_push_reads_its_tasks_from_the_mirror_and_covers_tasks_created_and_deleted_meanwhile(
+        trained_sms_project, fake_ls, queued_runs):
+    project, version = trained_sms_project
+    first = score_now(project)
+    assert first.status == ScoringRun.Status.SUCCEEDED and fake_ls.reads >= 2  # the first push read every task
+    # Meanwhile, every webhook lost: 30 tasks imported, 20 deleted, 40 labeled.
+    for task_id in range(2501, 2531):
+        fake_ls.texts[task_id] = f"new message number {task_id}, call now to win"
+    for task_id in range(100, 120):
+        del fake_ls.texts[task_id]
+    fake_ls.labeled = set(range(200, 240))
+    reads = fake_ls.reads
+    second = score_now(project)
+    assert second.status == ScoringRun.Status.SUCCEEDED and second.tag != first.tag
+    assert fake_ls.tags_per_unlabeled_task(second.tag) == {1: 2500 + 30 - 20 - 40}
+    assert second.total == second.done == 2500 + 30 - 20 - 40
+    # Task data read: the 30 new tasks (a page, then a look that finds no more), and after the pool was
+    # pushed one look for tasks created meanwhile. No task listed again; the ids once (a count differed).
+    assert fake_ls.reads == reads + 3 and fake_ls.id_listings == 1
+    assert "mirror" in second.timings and "read" in second.timings

@@ -185,6 +185,7 @@ def test_beside_a_poisoned_project_another_trains_and_pushes(sms_project, fake_l
     for project in (poisoned, sms_project):
         WebhookEvent.objects.filter(pk=webhook_event(project).pk).update(received_at=long_ago)
     reads.source = ls_tasks(sms_rows(60))
+    fake_ls.labeled = {task["id"] for task in reads.source}  # one Label Studio: the tasks it trains on are labeled
 
     assert loop.reconcile()["projects_failed"] == 1
     assert [pk for pk, _ in queued_checks] == [sms_project.pk]
@@ -197,7 +198,8 @@ def test_beside_a_poisoned_project_another_trains_and_pushes(sms_project, fake_l
     assert push.project == sms_project and push.model_version == version
     assert job.run_scoring(push.pk) == ScoringRun.Status.SUCCEEDED
     assert fake_ls.project["model_version"] == version.version
-    assert fake_ls.model_versions(0) == {version.version: 2500}
+    assert fake_ls.model_versions(0) == {version.version: 2500 - 60}
+    assert fake_ls.tags_per_unlabeled_task(version.version) == {1: 2500 - 60}  # one each
     assert runs.reconcile()["projects_failed"] == 0
     assert not ModelVersion.objects.filter(project=poisoned).exists()
 
