@@ -12,6 +12,17 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from orchestrator import settings as _settings  # noqa: E402 - after the BLAS defaults
 
+
+def _control_socket(data_dir) -> str:
+    import hashlib
+    import tempfile
+
+    path = str(data_dir / "gunicorn.ctl")
+    if len(path.encode()) < 100:  # a Unix socket's path has at most 107 bytes
+        return path
+    return f"{tempfile.gettempdir()}/alo-gunicorn-{hashlib.sha256(path.encode()).hexdigest()[:16]}.ctl"
+
+
 workers = _settings.WEB_WORKERS
 threads = _settings.WEB_THREADS
 worker_class = _settings.WEB_WORKER_CLASS
@@ -20,6 +31,11 @@ timeout = _settings.WEB_TIMEOUT
 # Label Studio sends every selected task in one /predict: allow large bodies and lines.
 limit_request_line = 8190
 accesslog = "-" if _settings.ACCESS_LOG else None
+# A stop (SIGTERM from `manage.py serve` or an orchestrator) waits this long for requests in flight.
+graceful_timeout = 5
+# gunicorn's control socket, one per instance (its default, ~/.gunicorn/gunicorn.ctl, is shared by
+# every instance of the user): under the data folder, or the temp folder when that path is too long.
+control_socket = _control_socket(_settings.DATA_DIR)
 loglevel = _settings.LOG_LEVEL.lower()
 
 

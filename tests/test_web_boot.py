@@ -60,3 +60,17 @@ def test_every_request_thread_of_a_web_worker_is_connected_before_its_first_requ
         gunicorn_conf._connect_request_threads(SimpleNamespace(tpool=pool, cfg=SimpleNamespace(threads=4)))
         seen = threads_connected(pool, 4)
         assert len({ident for ident, _ in seen}) == 4 and all(connected for _, connected in seen)
+
+
+def test_each_instance_has_a_gunicorn_control_socket_of_its_own(tmp_path):
+    """Not gunicorn's default in the home folder, which every instance of the user would share: the data
+    folder's (or, when that path is too long for a Unix socket, one named after it in the temp folder)."""
+    from orchestrator import gunicorn_conf
+
+    short, other = gunicorn_conf._control_socket(tmp_path / "a"), gunicorn_conf._control_socket(tmp_path / "b")
+    assert short == str(tmp_path / "a" / "gunicorn.ctl") and other != short
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5)
+    long_one, long_two = gunicorn_conf._control_socket(deep / "x"), gunicorn_conf._control_socket(deep / "y")
+    assert long_one != long_two and all(len(p.encode()) < 108 and "alo-gunicorn-" in p for p in (long_one, long_two))
+    assert gunicorn_conf.control_socket == gunicorn_conf._control_socket(gunicorn_conf._settings.DATA_DIR)
+    assert gunicorn_conf.graceful_timeout <= 5

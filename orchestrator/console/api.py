@@ -31,13 +31,30 @@ STATUS_OF = {steering.SettingError: 400, versions.VersionError: 409, runs.RunErr
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Every refusal as `{"detail": "...", "field": ...}` (field: the request's, when one is to blame)."""
     for kind, code in STATUS_OF.items():
         if isinstance(exc, kind):
             body = {"detail": str(exc)}
             if getattr(exc, "field", ""):
                 body["field"] = exc.field
             return Response(body, status=code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, ValidationError):
+        response.data = _one_error(exc.detail)
+    return response
+
+
+def _one_error(detail) -> dict:
+    """DRF's validation errors ({"field": ["message", ...]} or [...]) in the API's one shape: the first of them."""
+    field = ""
+    while isinstance(detail, (dict, list)) and detail:
+        if isinstance(detail, dict):
+            key, detail = next(iter(detail.items()))
+            field = field or ("" if key == "non_field_errors" else str(key))
+        else:
+            detail = detail[0]
+    message = str(detail) if detail else "invalid request"
+    return {"detail": f"{field}: {message}" if field else message, **({"field": field} if field else {})}
 
 
 def _outcome(detail: str, **fields) -> Response:
@@ -76,7 +93,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         body = s.StrategySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         change = steering.change_strategy(self.get_object(), strategy=body.validated_data["strategy"],
-                                          params=body.validated_data["params"],
+                                          params=body.validated_data["strategy_params"],
                                           rescore=body.validated_data["rescore"])
         return _outcome(change.describe(), scoring_run=change.scoring_run.pk if change.scoring_run else None)
 
@@ -118,7 +135,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses=s.OutcomeSerializer)
     @action(detail=True, methods=["post"], url_path="roll-back")
     def roll_back(self, request: Request, ls_project_id: str) -> Response:
-        """Serve the version before the serving one (retired and failed ones skipped) and re-score."""
+        """Undo the last promotion: serve the version it replaced (those that can no longer serve skipped), re-score."""
         served = versions.roll_back(self.get_object())
         return _outcome(served.describe(), serving_version=served.version.version,
                         scoring_run=served.scoring_run.pk if served.scoring_run else None)

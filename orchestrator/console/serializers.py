@@ -1,6 +1,8 @@
 """The management API's contract: what each endpoint reads and answers."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rest_framework import serializers
 
 from orchestrator.learning import steering
@@ -22,12 +24,26 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return version.project.serving_version_id == version.pk
 
 
-class TrainSerializer(serializers.Serializer):
+class Strict:
+    """A request body's fields, all known: a misspelt or renamed field is a 400 naming it, never ignored."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            known = sorted(name for name, field in self.fields.items() if not field.read_only)
+            unknown = sorted(str(name) for name in data if name not in known)
+            if unknown:
+                raise serializers.ValidationError({unknown[0]: [
+                    f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; this endpoint takes "
+                    f"{', '.join(known)}"]})
+        return super().to_internal_value(data)
+
+
+class TrainSerializer(Strict, serializers.Serializer):
     even_if_unchanged = serializers.BooleanField(
         default=False, help_text="Train a new version even on the annotations the latest version learned.")
 
 
-class ScheduleSerializer(serializers.Serializer):
+class ScheduleSerializer(Strict, serializers.Serializer):
     kind = serializers.ChoiceField(choices=["off", "hours", "crontab"])
     every_hours = serializers.FloatField(required=False, allow_null=True,
                                          help_text="With kind=hours: between 1/60 and 8784.")
@@ -64,9 +80,10 @@ class ProjectSerializer(serializers.ModelSerializer):
         return schedule_data(steering.schedule_of(project))
 
 
-class StrategySerializer(serializers.Serializer):
+class StrategySerializer(Strict, serializers.Serializer):
     strategy = serializers.CharField(help_text="A registered strategy name (GET /api/strategies/).")
-    params = serializers.DictField(required=False, default=dict, help_text="The strategy's options.")
+    strategy_params = serializers.DictField(required=False, default=dict,
+                                            help_text="The strategy's options (as the project reads them back).")
     rescore = serializers.BooleanField(required=False, default=True,
                                        help_text="Re-score the queue with the serving version (default).")
 

@@ -95,14 +95,21 @@ def sync_now(project_pk: int, *, full: bool = False) -> str:
 
 
 def stored_tasks(project: Project) -> Iterable[dict[str, Any]]:
-    """The store's tasks in Label Studio's shape (`id`, `data`, `annotations`), by task id."""
-    annotations: dict[int, list[dict[str, Any]]] = {}
-    for task_id, body in (StoredAnnotation.objects.filter(project=project).order_by("task_id", "annotation_id")
-                          .values_list("task_id", "body").iterator(chunk_size=2000)):
-        annotations.setdefault(task_id, []).append(body)
+    """The store's tasks in Label Studio's shape (`id`, `data`, `annotations`), by task id.
+
+    Tasks and annotations are read side by side, both by task id, a page of each at a time: a
+    training never holds every annotation's body at once."""
+    annotations = (StoredAnnotation.objects.filter(project=project).order_by("task_id", "annotation_id")
+                   .values_list("task_id", "body").iterator(chunk_size=2000))
+    pending = next(annotations, None)
     for task_id, data in (StoredTask.objects.filter(project=project).order_by("task_id")
                           .values_list("task_id", "data").iterator(chunk_size=2000)):
-        yield {"id": task_id, "data": data, "annotations": annotations.get(task_id, [])}
+        bodies: list[dict[str, Any]] = []
+        while pending is not None and pending[0] <= task_id:
+            if pending[0] == task_id:
+                bodies.append(pending[1])
+            pending = next(annotations, None)
+        yield {"id": task_id, "data": data, "annotations": bodies}
 
 
 def counts(project: Project) -> dict[str, int]:

@@ -1,7 +1,5 @@
 """Data of the active-learning domain: Label Studio projects, model versions, received events.
-
-Models hold data and invariants; workflows live in `services`.
-"""
+Models hold data and invariants; workflows live in `services`."""
 from __future__ import annotations
 
 from django.conf import settings
@@ -394,7 +392,8 @@ class WebhookEvent(models.Model):
         return f"{self.action} project={self.ls_project_id}"
 
 
-# The annotation store's, task mirror's and clean-up's tables live in modules of their own (of this app).
+# The annotation store's, task mirror's, clean-up's and serving history's tables: modules of their own.
 from orchestrator.learning.cleanup_models import PredictionCleanup  # noqa: E402, F401
+from orchestrator.learning.serving_models import ServingHistory  # noqa: E402, F401
 from orchestrator.learning.store_models import (  # noqa: E402, F401
     AnnotationStoreState, MirroredTask, StoredAnnotation, StoredTask, TaskMirrorState)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from orchestrator.gateways import label_studio
-from orchestrator.learning.models import ModelVersion, Project, ScoringRun
+from orchestrator.learning.models import ModelVersion, Project, ScoringRun, ServingHistory
 from orchestrator.learning.scoring import runs
 from orchestrator.learning.training.promotion import promote_version
 
@@ -54,39 +54,50 @@ def can_serve(version: ModelVersion) -> str | None:
     return None
 
 
-def promote(version: ModelVersion) -> Served:
-    """Serve `version` now and re-score the queue with it (a retired version may be promoted again)."""
+def promote(version: ModelVersion, *, history: list[int] | None = None) -> Served:
+    """Serve `version` now and re-score the queue with it (a retired version may be promoted again).
+    The version it replaces goes on the project's serving history (`history`: a roll back's own)."""
     why = can_serve(version)
     if why:
         raise VersionError(why)
     previous = version.project.serving_version
-    promote_version(version=version, request_push=False)
+    promote_version(version=version, request_push=False, history=history)
     logger.info("version_promoted project=%s version=%s previous=%s", version.project.ls_project_id,
                 version.version, previous.version if previous else "-")
     return Served(version, previous, _rescore(version.project))
 
 
 def roll_back_target(project: Project) -> ModelVersion | None:
-    """The version a roll back serves: the newest one trained before the serving version that can
-    serve (retired and failed ones are skipped). None if there is none."""
-    serving = project.serving_version
-    if serving is None:
-        return None
-    older = (ModelVersion.objects.filter(project=project, created_at__lte=serving.created_at)
-             .exclude(pk=serving.pk).filter(status=ModelVersion.Status.READY)
-             .select_related("project").order_by("-created_at", "-pk"))
-    return next((version for version in older if can_serve(version) is None), None)
+    """The version a roll back serves: the one served before the last promotion (an undo), or before
+    that one if it cannot serve any more (retired, failed, deleted, another label config). None if
+    no version served before can."""
+    return _undo(project)[0]
+
+
+def _undo(project: Project) -> tuple[ModelVersion | None, list[int]]:
+    """The roll back's version, and the serving history left once it serves (it and what came after go)."""
+    if project.serving_version_id is None:
+        return None, []
+    past = list(ServingHistory.objects.filter(project=project).values_list("replaced", flat=True).first() or [])
+    versions = ModelVersion.objects.select_related("project").in_bulk(past)
+    while past:
+        version = versions.get(past.pop())
+        if (version is not None and version.pk != project.serving_version_id
+                and version.status == ModelVersion.Status.READY and can_serve(version) is None):
+            return version, past
+    return None, []
 
 
 def roll_back(project: Project) -> Served:
-    """Serve the version before the serving one (`roll_back_target`) and re-score the queue."""
+    """Undo the last promotion: serve the version it replaced (`roll_back_target`) and re-score the queue."""
     if project.serving_version is None:
         raise VersionError(f"{project} serves no version yet: nothing to roll back")
-    target = roll_back_target(project)
+    target, left = _undo(project)
     if target is None:
-        raise VersionError(f"{project}: no older version can serve (each is retired, failed, or trained on "
-                           f"another label config); {project.serving_version.version} keeps serving")
-    return promote(target)
+        raise VersionError(f"{project}: no version served before {project.serving_version.version} can serve "
+                           f"again (each is retired, failed, deleted, or trained on another label config); "
+                           f"{project.serving_version.version} keeps serving")
+    return promote(target, history=left)
 
 
 def retire(version: ModelVersion) -> ModelVersion:

@@ -86,3 +86,82 @@ def test_a_refused_request_leaves_the_keep_alive_connection_answering(tmp_path):
         connection.close()
     finally:
         serve.stop()
+
+
+def _process_table() -> dict[int, tuple[int, str, str]]:
+    """Every process: pid -> (parent pid, state letter, command line), read from /proc (Linux)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                fields = stat.read().rsplit(")", 1)[1].split()
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        table[int(entry)] = (int(fields[1]), fields[0], command)
+    return table
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """The live processes `pid` started, and theirs (pid -> command line)."""
+    table = _process_table()
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, state, command) in table.items():
+            if ppid == parent and child not in found and state != "Z":
+                found[child] = command
+                todo.append(child)
+    return found
+
+
+def _alive(pids) -> list[int]:
+    table = _process_table()
+    return [pid for pid in pids if pid in table and table[pid][1] != "Z"]
+
+
+def test_ctrl_c_and_sigterm_stop_every_process_within_10_seconds_twenty_times_in_a_row(tmp_path):
+    """As a terminal's Ctrl+C does (SIGINT to the whole foreground group) and as a service manager does
+    (SIGTERM): every process `make run` started is gone within 10 s, and the port is free for the next run."""
+    import signal
+    import socket
+    import time
+
+    _, port, env = start_serve(tmp_path)  # migrated once; each run below is a `make run` of the same folder
+    manage = [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port)]
+    web_workers = int(env.get("WEB_WORKERS", "2"))
+    for run in range(20):
+        with open(tmp_path / f"serve-{run}.log", "wb") as log:
+            serve = subprocess.Popen(manage, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)  # its own group: the terminal's foreground group
+        try:
+            wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok, timeout=60,
+                       what=f"/health (run {run})")
+
+            def everyone_up():
+                commands = list(_descendants(serve.pid).values())
+                return (sum("celery" in c and " worker " in c for c in commands) >= 3 * 2  # a worker and its pool
+                        and sum("gunicorn" in c for c in commands) >= 1 + web_workers)
+
+            wait_until(everyone_up, timeout=60, interval=0.2, what=f"the web workers and Celery workers (run {run})")
+            started = _descendants(serve.pid)
+            signum = signal.SIGINT if run % 2 == 0 else signal.SIGTERM
+            stop_at = time.monotonic()
+            os.killpg(serve.pid, signum)
+            serve.wait(timeout=15)
+            wait_until(lambda: not _alive(started), timeout=15, interval=0.1,
+                       what=f"every process to end after {signum.name} (run {run})")
+            took = time.monotonic() - stop_at
+            assert took <= 10, f"run {run}: {signum.name} took {took:.1f} s to stop everything"
+            assert serve.returncode == 0, (run, serve.returncode, (tmp_path / f"serve-{run}.log").read_text()[-2000:])
+            with socket.socket() as probe:  # the next run can bind the port
+                probe.bind(("127.0.0.1", port))
+        finally:
+            if serve.poll() is None:
+                os.killpg(serve.pid, signal.SIGKILL)
+                serve.wait()
+            for pid in _alive(_descendants(serve.pid)):
+                os.kill(pid, signal.SIGKILL)

@@ -344,7 +344,7 @@ class ProjectAdmin(Steering, admin.ModelAdmin):
             self.message_user(request, f"{project}: training asked for (event {event.pk}), a new version even on "
                                        "the annotations the latest one learned")
 
-    @admin.action(permissions=["steer"], description="Roll back to the previous version")
+    @admin.action(permissions=["steer"], description="Roll back: serve the version the last promotion replaced")
     def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in queryset:
             try:

@@ -68,7 +68,7 @@ class ModelVersionAdmin(Steering, ReadOnlyAdmin):
         except versions.VersionError as error:
             self.message_user(request, str(error), messages.ERROR)
 
-    @admin.action(permissions=["steer"], description="Roll back its project to the version before the serving one")
+    @admin.action(permissions=["steer"], description="Roll back its project: serve the version the last promotion replaced")
     def roll_back(self, request: HttpRequest, queryset: QuerySet) -> None:
         for project in Project.objects.filter(pk__in=queryset.values("project")):
             try:

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from orchestrator.gateways import mlflow_store
 from orchestrator.learning.model_cache import model_cache
-from orchestrator.learning.models import ModelVersion, Project, ScoringRun, TrainingPolicy
+from orchestrator.learning.models import ModelVersion, Project, ScoringRun, ServingHistory, TrainingPolicy
 from orchestrator.learning.scoring import runs
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,12 @@ def promote_if_allowed(*, version: ModelVersion, policy: TrainingPolicy,
     return promote, why
 
 
-def promote_version(*, version: ModelVersion, request_push: bool) -> ScoringRun | None:
+def promote_version(*, version: ModelVersion, request_push: bool,
+                    history: list[int] | None = None) -> ScoringRun | None:
     """Make `version` the one its project serves (database and MLflow alias); the previous one
-    goes back to ready (a roll back may serve it again; only an operator retires a version).
+    goes back to ready (a roll back may serve it again; only an operator retires a version) and
+    is recorded in the project's serving history, unless `history` is given: a roll back (an undo)
+    sets the history to what is left of it.
 
     With `request_push`, then asks for a push of its scores to Label Studio (queued; the
     project's scoring policy may have turned automatic pushes off); a failure to ask is
@@ -57,6 +60,12 @@ def promote_version(*, version: ModelVersion, request_push: bool) -> ScoringRun 
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.SERVING)
         locked.serving_version = version
         locked.save(update_fields=["serving_version", "updated_at"])
+        past, _ = ServingHistory.objects.select_for_update().get_or_create(project=locked)
+        if history is not None:
+            past.replaced = list(history)
+        elif previous_id and previous_id != version.pk:
+            past.replaced = [*past.replaced, previous_id][-ServingHistory.KEEP:]
+        past.save(update_fields=["replaced"])
     version.status = ModelVersion.Status.SERVING
     if version.mlflow_model_name:
         mlflow_store.set_serving_alias(name=version.mlflow_model_name, version=version.mlflow_model_version)

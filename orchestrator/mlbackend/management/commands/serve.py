@@ -4,6 +4,8 @@ Production runs them as separate services (docker-compose.yml); this is `make ru
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +14,28 @@ import time
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+
+# Seconds from a stop (Ctrl+C, SIGTERM) until every process is gone.
+STOP_SECONDS = 8.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """(In the child, before it runs) Linux: SIGTERM this process when its parent dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the stop below still reaches every child
+        pass
+
+
+def _signal_groups(children: list[subprocess.Popen], signum: int) -> None:
+    """Send `signum` to each child's process group (the child and what it started: server workers, pools)."""
+    for child in children:
+        try:
+            os.killpg(child.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class Command(BaseCommand):
@@ -41,30 +65,48 @@ class Command(BaseCommand):
                 if queue == "training":
                     command += ["--beat", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
                 commands.append(command)
-        children = [subprocess.Popen(cmd) for cmd in commands]
+        # Each child in a session of its own: Ctrl+C reaches this process only, which stops each child once
+        # (a terminal's SIGINT to every process, on top of a master's own signal to its workers, deadlocked
+        # gunicorn's workers); each dies with this process too (PDEATHSIG), even a SIGKILLed one.
+        children = [subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent) for cmd in commands]
         self.stdout.write(f"serving the ML backend at http://{host}:{port} (data: {settings.DATA_DIR})\n"
                           f"console: http://{host}:{port}/admin/ (an account: make admin, or ALO_ADMIN_USER and "
                           f"ALO_ADMIN_PASSWORD); management API: http://{host}:{port}/api/docs/")
+        stopping: list[float] = []  # when the stop began
+        asked: list[int] = []  # the signals that asked for it
 
-        def stop(*_):
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()
+        def stop() -> None:
+            if stopping:  # asked again (a second Ctrl+C): at once
+                _signal_groups(children, signal.SIGKILL)
+                return
+            stopping.append(time.monotonic())
+            _signal_groups(children, signal.SIGTERM)
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        def on_signal(signum, _frame) -> None:
+            asked.append(signum)
+            stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         try:
             # If one child dies, stop the others: a web server without its workers is half a service.
-            while all(child.poll() is None for child in children):
-                time.sleep(0.5)
+            while all(child.poll() is None for child in children) and not stopping:
+                time.sleep(0.2)
         finally:
-            stop()
-            deadline = time.monotonic() + 10
+            if not stopping:
+                stop()
+            # Everything is down STOP_SECONDS after the stop: what still runs then (a training a worker was
+            # finishing; it is delivered again) is killed with its whole group.
+            deadline = stopping[0] + STOP_SECONDS
             for child in children:
                 try:
-                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                    child.wait(timeout=max(0.05, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
-                    child.kill()
-        failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
-        if failed:
-            raise SystemExit(failed[0])
+                    pass
+            _signal_groups(children, signal.SIGKILL)
+            for child in children:
+                child.wait()
+        if asked:
+            return
+        failed = [c.returncode for c in children if c.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL)]
+        raise SystemExit(failed[0] if failed else 1)  # a child ended on its own: the service is not whole
