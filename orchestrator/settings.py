@@ -256,6 +256,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 if CELERY_BROKER_URL == "filesystem://":
     for _folder in (_broker_dir / "queue", _broker_dir / "processed", _broker_dir / "control"):
         _folder.mkdir(parents=True, exist_ok=True)
+    # The folders above are the broker; the host is kombu's own default, named so that every
+    # process does not warn at start that none was given.
+    CELERY_BROKER_URL = "filesystem://localhost//"
 if CELERY_RESULT_BACKEND.startswith("file://"):
     Path(CELERY_RESULT_BACKEND.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_ACKS_LATE = True
@@ -335,5 +338,7 @@ LOGGING = {
         # every 2 s, drowned the service's own lines (one per training, per push).
         "celery.app.trace": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
+        # Beat's "Sending due task" for each reconciliation: several lines a minute with nothing happening.
+        "celery.beat": {"level": "WARNING"},
     },
 }

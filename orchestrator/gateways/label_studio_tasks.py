@@ -41,6 +41,23 @@ def iter_annotated_tasks(ls_project_id: int, *, page_size: int = 500,
         after = max(int(t["id"]) for t in tasks)
 
 
+def annotated_stamps(ls_project_id: int, *, updated_since: str | None = None,
+                     page_size: int = 5000) -> dict[int, str]:
+    """Each annotated task's `updated_at` (updated at or after `updated_since`, when given): ids and
+    stamps only, the cheap listing a check compares with what it stored before reading anything whole."""
+    stamps: dict[int, str] = {}
+    after = 0
+    extra = [_updated_since(updated_since)] if updated_since else []
+    while True:
+        body = _first_page(ls_project_id, [LABELED, *extra, _id_filter("greater", after)], "tasks:id",
+                           limit=page_size, include="id,updated_at")
+        page = body.get("tasks") or []
+        if not page:
+            return stamps
+        stamps.update((int(t["id"]), str(t.get("updated_at") or "")) for t in page)
+        after = max(int(t["id"]) for t in page)
+
+
 def tasks_by_id(ls_project_id: int, task_ids: Sequence[int], *, batch: int = 500) -> list[dict[str, Any]]:
     """These tasks as they are now, annotated or not (a task Label Studio no longer has is left out)."""
     out: list[dict[str, Any]] = []

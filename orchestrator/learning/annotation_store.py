@@ -4,7 +4,8 @@ A training reads its own database instead of every annotated task from Label Stu
 follows Label Studio, which stays the source: the first use reads the project whole (also on
 demand); after that each check reads only what changed: the annotated tasks Label Studio updated
 since the newest change seen (an annotation saved, edited or deleted bumps its task's
-`updated_at`), the tasks named by deletion webhooks (a task left without annotations leaves the
+`updated_at`; listed by id and stamp first, and read whole only when the stamp differs from the
+stored one), the tasks named by deletion webhooks (a task left without annotations leaves the
 store), and, when Label Studio's annotation count differs from the store's (a lost webhook, a task
 deleted), the ids of every annotated task. Webhook bodies are never taken as data: unsigned, anyone
 could send them; they only say which tasks to read again.
@@ -44,7 +45,8 @@ class SyncReport:
 
     mode: str  # full | changes
     reason: str = ""
-    read: int = 0  # tasks read from Label Studio
+    read: int = 0  # tasks read from Label Studio (with their data and annotations)
+    listed: int = 0  # tasks whose id and updated_at a check listed (the cheap comparison)
     stored: int = 0  # tasks written (new or changed)
     removed: int = 0  # tasks that left the store
     listed_ids: bool = False  # the ids of every annotated task were compared
@@ -158,8 +160,18 @@ def _read_changes(project: Project, state: AnnotationStoreState) -> SyncReport:
     newest = state.seen_through
 
     def changed() -> str:
-        return _apply_pages(project, label_studio_tasks.iter_annotated_tasks(
-            ls_id, page_size=settings.LABEL_STUDIO_PAGE_SIZE, updated_since=since), report, set())
+        """The annotated tasks updated since then, listed by id and stamp; only those whose stamp differs
+        from the one stored (or that the store lacks) are read whole."""
+        stamps = label_studio_tasks.annotated_stamps(ls_id, updated_since=since)
+        report.listed += len(stamps)
+        stored: dict[int, str] = {}
+        ids = sorted(stamps)
+        for start in range(0, len(ids), 2000):
+            stored.update(StoredTask.objects.filter(project=project, task_id__in=ids[start:start + 2000])
+                          .values_list("task_id", "ls_updated_at"))
+        differing = [i for i in ids if not stamps[i] or stored.get(i) != _normal_time(stamps[i])]
+        _read_again(project, differing, report)
+        return max((_normal_time(stamp) for stamp in stamps.values()), default="")
 
     newest = max(newest, label_studio.with_retries(changed, what=f"reading project {ls_id}'s changed annotations"))
     named = _tasks_named_by_deletions(project, state.events_through, events_through)
@@ -187,14 +199,14 @@ def _read_changes(project: Project, state: AnnotationStoreState) -> SyncReport:
 def _read_again(project: Project, task_ids: Iterable[int], report: SyncReport) -> None:
     """Read these tasks by id: stored again as they are now, or removed when they have no annotation left."""
     wanted = sorted(set(task_ids))
-    if not wanted:
-        return
-    found = label_studio.with_retries(lambda: label_studio_tasks.tasks_by_id(project.ls_project_id, wanted),
-                                      what="reading tasks again")
-    seen: set[int] = set()
-    _apply(project, found, report, seen)
-    gone = _remove(project, set(wanted) - seen)  # tasks Label Studio no longer has
-    report.removed += gone
+    page = settings.LABEL_STUDIO_PAGE_SIZE
+    for start in range(0, len(wanted), page):  # a page at a time: never every task in memory, short transactions
+        chunk = wanted[start:start + page]
+        found = label_studio.with_retries(lambda: label_studio_tasks.tasks_by_id(project.ls_project_id, chunk),
+                                          what="reading tasks again")
+        seen: set[int] = set()
+        _apply(project, found, report, seen)
+        report.removed += _remove(project, set(chunk) - seen)  # tasks Label Studio no longer has
 
 
 def _tasks_named_by_deletions(project: Project, after_event: int, through_event: int) -> set[int]:

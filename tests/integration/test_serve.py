@@ -29,7 +29,7 @@ def start_serve(tmp_path, *args: str, **extra_env: str) -> tuple[ManagedProcess,
 
 
 def test_serve_runs_web_and_worker_on_embedded_defaults(tmp_path):
-    serve, port, env = start_serve(tmp_path)
+    serve, port, env = start_serve(tmp_path, ALO_RECONCILE_SECONDS="1")  # beat sends its passes every second
     try:
         def health():
             try:
@@ -55,6 +55,10 @@ def test_serve_runs_web_and_worker_on_embedded_defaults(tmp_path):
         assert consumed("* {'name': 'training'") == 1, queues.stdout
         assert (tmp_path / "data" / "orchestrator.sqlite3").exists()
         assert (tmp_path / "data" / "broker").is_dir()
+        # Quiet at INFO while nothing happens: beat's passes and the embedded broker's start say nothing.
+        log = (tmp_path / "serve.log").read_text()
+        assert "reconcile_training" in log or "ready." in log  # the log is the workers' and beat's
+        assert "Sending due task" not in log and "No hostname was supplied" not in log, log[-3000:]
     finally:
         pgid = serve.pgid
         serve.stop()

@@ -27,7 +27,7 @@ class LabelStudioAnnotations:
         self.tasks = {i + 1: {"id": i + 1, "data": {"text": t}, "annotations": [], "updated_at": self._tick()}
                       for i, t in enumerate(texts)}
         self.next_annotation = 1
-        self.requests = {"whole": 0, "changes": 0, "by_id": 0, "ids": 0}
+        self.requests = {"whole": 0, "changes": 0, "stamps": 0, "by_id": 0, "ids": 0}
 
     def _tick(self) -> str:
         self.clock += timedelta(seconds=7)
@@ -83,8 +83,9 @@ class LabelStudioAnnotations:
     def _labeled(self, task: dict) -> bool:
         return any(not a["was_cancelled"] for a in task["annotations"])
 
-    def iter_annotated_tasks(self, ls_project_id, *, page_size=500, updated_since=None):
-        self.requests["changes" if updated_since else "whole"] += 1
+    def iter_annotated_tasks(self, ls_project_id, *, page_size=500, updated_since=None, counted=True):
+        if counted:
+            self.requests["changes" if updated_since else "whole"] += 1
         since = datetime.strptime(updated_since, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc) \
             if updated_since else None
         for task_id in sorted(self.tasks):
@@ -92,6 +93,11 @@ class LabelStudioAnnotations:
             updated = datetime.fromisoformat(task["updated_at"].replace("Z", "+00:00"))
             if self._labeled(task) and (since is None or updated >= since):
                 yield self._copy(task)
+
+    def annotated_stamps(self, ls_project_id, *, updated_since=None, page_size=5000):
+        self.requests["stamps"] += 1
+        return {task["id"]: task["updated_at"] for task in self.iter_annotated_tasks(
+            ls_project_id, updated_since=updated_since, counted=False)}
 
     def tasks_by_id(self, ls_project_id, task_ids, batch=500):
         self.requests["by_id"] += 1
@@ -113,7 +119,8 @@ class LabelStudioAnnotations:
 def ls(monkeypatch):
     fake = LabelStudioAnnotations([text for _, text in sms_rows(60)])
     monkeypatch.setattr(label_studio, "is_configured", lambda: True)
-    for name in ("iter_annotated_tasks", "tasks_by_id", "annotated_task_ids", "annotation_counts", "newest_update"):
+    for name in ("iter_annotated_tasks", "annotated_stamps", "tasks_by_id", "annotated_task_ids", "annotation_counts",
+                 "newest_update"):
         monkeypatch.setattr(label_studio_tasks, name, getattr(fake, name))
     monkeypatch.setattr(annotation_store, "SEEN_MARGIN_SECONDS", 1)  # the fake's clock moves 7 s a change
     return fake
@@ -188,8 +195,10 @@ def test_a_check_reads_only_what_changed_and_a_task_left_without_annotations_lea
     ls.edit(edited, "spam")
     ls.annotate(50, "ham")
     report = annotation_store.sync(sms_project)
-    # Read: the two changed tasks and task 40, whose time the first read began at ("at or after" it).
-    assert report.mode == "changes" and report.read == 3 and report.stored == 2 and not report.listed_ids
+    # Listed: the two changed tasks and task 40, whose time the first read began at ("at or after" it);
+    # read whole: only the two whose stamps differ from the stored ones.
+    assert report.mode == "changes" and report.listed == 3 and report.read == 2 and report.stored == 2
+    assert not report.listed_ids
     # The only annotation of task 7 deleted, its webhook delivered: read again by id, and it leaves the store.
     only = ls.tasks[7]["annotations"][0]["id"]
     ls.delete_annotation(only)
@@ -232,10 +241,12 @@ def test_once_the_newest_change_settled_a_check_stops_reading_a_big_import_again
     for task_id in range(1, 41):  # 7 s apart on Label Studio's clock: all 40 within 5 minutes
         ls.annotate(task_id, "ham" if task_id % 2 else "spam")
     annotation_store.sync(sms_project)
-    assert annotation_store.sync(sms_project).read == 5  # those stamped in the last 30 s of the newest: 4 x 7 s
+    again = annotation_store.sync(sms_project)
+    assert (again.listed, again.read) == (5, 0)  # those stamped in the last 30 s of the newest (4 x 7 s), unchanged
     AnnotationStoreState.objects.filter(project=sms_project).update(seen_at=timezone.now() - timedelta(minutes=2))
-    assert annotation_store.sync(sms_project).read == 1  # settled: the newest task only (at or after its stamp)
+    settled = annotation_store.sync(sms_project)
+    assert (settled.listed, settled.read) == (1, 0)  # settled: the newest task only (at or after its stamp)
     ls.annotate(41, "spam")
     report = annotation_store.sync(sms_project)
-    assert report.read == 2 and report.stored == 1
+    assert (report.listed, report.read, report.stored) == (2, 1, 1)
     assert _stored(sms_project) == _full_read(ls)

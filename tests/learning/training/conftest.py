@@ -30,6 +30,13 @@ class AnnotatedTasks:
             self.change_reads += 1
         return iter([t for t in self._tasks(ls_project_id) if _live(t)])
 
+    def annotated_stamps(self, ls_project_id, *, updated_since=None, page_size=5000):
+        if updated_since is None:
+            self.whole_reads += 1
+        else:
+            self.change_reads += 1
+        return {t["id"]: str(t.get("updated_at") or "") for t in self._tasks(ls_project_id) if _live(t)}
+
     def tasks_by_id(self, ls_project_id, task_ids, batch=500):
         wanted = set(task_ids)
         return [t for t in self._tasks(ls_project_id) if t["id"] in wanted]
@@ -60,8 +67,8 @@ def _live(task) -> bool:
 def reads(monkeypatch):
     fake = AnnotatedTasks()
     monkeypatch.setattr(label_studio, "is_configured", lambda: True)
-    for name in ("iter_annotated_tasks", "tasks_by_id", "annotated_task_ids", "annotation_counts",
-                 "annotation_count", "newest_update"):
+    for name in ("iter_annotated_tasks", "annotated_stamps", "tasks_by_id", "annotated_task_ids",
+                 "annotation_counts", "annotation_count", "newest_update"):
         monkeypatch.setattr(label_studio_tasks, name, getattr(fake, name))
     return fake
 
