@@ -39,6 +39,14 @@ control_socket = _control_socket(_settings.DATA_DIR)
 loglevel = _settings.LOG_LEVEL.lower()
 
 
+def when_ready(server):
+    """(The master, once) Say loudly when no Label Studio is configured: the loop cannot close."""
+    from orchestrator.gateways import label_studio
+
+    if not label_studio.is_configured():
+        server.log.warning("%s", label_studio.NOT_CONFIGURED)
+
+
 def post_worker_init(worker):
     """Open each request thread's database connection; in the background, connect to the
     broker, so the first webhook is quick, then import MLflow and load the serving models,

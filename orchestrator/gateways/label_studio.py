@@ -45,6 +45,12 @@ class LabelStudioNotConfigured(LabelStudioError):
     """LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is not set."""
 
 
+# What a service without a Label Studio to call cannot do: said at start, at each Connect, on the console.
+NOT_CONFIGURED = ("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set: Label Studio can connect and ask for "
+                  "predictions, but the service cannot read annotations (no training), push scores (no queue "
+                  "order, no cold start) or delete old predictions. Set both and restart.")
+
+
 class ForeignUrlError(ValueError):
     """A task points at a URL that is not on the configured Label Studio."""
 
@@ -57,9 +63,7 @@ def is_configured() -> bool:
 def client():
     """The label-studio-sdk client for the configured Label Studio (handles legacy and personal tokens)."""
     if not is_configured():
-        raise LabelStudioNotConfigured(
-            "LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set for the service to call Label Studio"
-        )
+        raise LabelStudioNotConfigured(NOT_CONFIGURED)
     from label_studio_sdk import LabelStudio
 
     return LabelStudio(

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from backends import LabelConfigError, TaskDataError
-from orchestrator.gateways.label_studio import ForeignUrlError, LabelStudioError
+from orchestrator.gateways.label_studio import NOT_CONFIGURED, ForeignUrlError, LabelStudioError, is_configured
 from orchestrator.learning import events, extra_params, predictions, projects, selectors, webhook_auth, webhooks
 from orchestrator.learning.model_cache import model_cache
 from orchestrator.mlbackend.auth import basic_auth_enabled, check_basic_auth
@@ -135,6 +135,8 @@ def setup(request: HttpRequest) -> HttpResponse:
                        exc)
         raise
     request.alo_project, request.alo_version = project.ls_project_id, model_cache.announced_version(project)
+    if not is_configured():  # connected, but the loop cannot close: say so where operators look
+        logger.warning("setup_without_label_studio project=%s %s", project.ls_project_id, NOT_CONFIGURED)
     return json_response({"model_version": request.alo_version})
 
 

@@ -59,3 +59,37 @@ def test_each_protocol_request_is_one_access_line_without_secrets(client, caplog
     assert lines[3].startswith("GET /predict status=405")
     joined = "\n".join(r.getMessage() for r in caplog.records)
     assert "pw-never-logged" not in joined and "secret-token-value" not in joined
+
+
+def test_without_a_label_studio_to_call_connect_start_and_training_say_what_the_user_loses(client, caplog, settings):
+    """The service answers /setup and /predict without LABEL_STUDIO_URL, but cannot train, push or clean
+    up: each Connect says so at WARNING, gunicorn's master at start, and a training fails saying it."""
+    from types import SimpleNamespace
+
+    from orchestrator import gunicorn_conf
+    from orchestrator.gateways.label_studio import NOT_CONFIGURED
+    from orchestrator.learning.models import Project, TrainingRun
+    from orchestrator.learning.training import loop
+
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "", ""
+    with caplog.at_level(logging.INFO):
+        assert client.post("/setup", setup_body(), content_type="application/json").status_code == 200
+    said = [r for r in caplog.records if r.getMessage().startswith("setup_without_label_studio")]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING and NOT_CONFIGURED in said[0].getMessage()
+    assert "cannot read annotations (no training), push scores (no queue order" in NOT_CONFIGURED
+
+    started = []
+    gunicorn_conf.when_ready(SimpleNamespace(log=SimpleNamespace(warning=lambda *a: started.append(a[0] % a[1:]))))
+    assert started == [NOT_CONFIGURED]
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        result = loop.train_now(Project.objects.get(ls_project_id=12), trigger="manual")
+    assert result.run.status == TrainingRun.Status.FAILED and NOT_CONFIGURED in result.run.detail
+    failed = [r for r in caplog.records if r.getMessage().startswith("training_failed")]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
+
+    settings.LABEL_STUDIO_URL, settings.LABEL_STUDIO_API_KEY = "http://127.0.0.1:8080", "token"
+    started.clear()
+    gunicorn_conf.when_ready(SimpleNamespace(log=SimpleNamespace(warning=lambda *a: started.append(a[0] % a[1:]))))
+    assert started == []

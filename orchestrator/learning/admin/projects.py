@@ -259,7 +259,7 @@ class ProjectAdmin(Steering, admin.ModelAdmin):
     @admin.display(description="In Label Studio")
     def label_studio(self, project: Project) -> str:
         if not label_studio.is_configured():
-            return "LABEL_STUDIO_URL is unset: counts and pushes need it"
+            return label_studio.NOT_CONFIGURED
         try:
             summary = label_studio_console.project_summary(project.ls_project_id)
         except label_studio.LabelStudioError as error:

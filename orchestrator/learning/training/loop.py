@@ -207,9 +207,11 @@ def _finish(run: TrainingRun, status: str, outcome: str, detail: str) -> CheckRe
         # whatever the outcome (a failed run is not retried forever; the next event retries).
         WebhookEvent.objects.filter(project=run.project, processed_at=None, action__in=TRAINING_EVENTS,
                                     pk__lte=run.events_through).update(processed_at=run.finished_at)
-    logger.info("training_%s project=%s run=%s annotations=%s version=%s promoted=%s %s", outcome,
-                run.project.ls_project_id, run.pk, run.num_annotations,
-                run.model_version.version if run.model_version else "-", run.promoted, detail)
+    # A failure is the operator's to act on (Label Studio unreachable or not configured, a bad label config).
+    logger.log(logging.WARNING if status == TrainingRun.Status.FAILED else logging.INFO,
+               "training_%s project=%s run=%s annotations=%s version=%s promoted=%s %s", outcome,
+               run.project.ls_project_id, run.pk, run.num_annotations,
+               run.model_version.version if run.model_version else "-", run.promoted, detail)
     return CheckResult(outcome, run)
 
 
