@@ -93,3 +93,10 @@ def test_without_a_label_studio_to_call_connect_start_and_training_say_what_the_
     started.clear()
     gunicorn_conf.when_ready(SimpleNamespace(log=SimpleNamespace(warning=lambda *a: started.append(a[0] % a[1:]))))
     assert started == []
+
+
+def test_the_icon_browsers_ask_for_is_answered_without_a_warning(client, caplog):
+    with caplog.at_level(logging.INFO):
+        answer = client.get("/favicon.ico")
+    assert answer.status_code == 204 and "max-age" in answer["Cache-Control"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
