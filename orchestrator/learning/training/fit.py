@@ -66,11 +66,20 @@ def evaluate(backend: TextClassificationBackend, examples: Sequence[Example],
             return metrics
         splitter = KFold(n_splits=folds, shuffle=True, random_state=0)
         predicted = np.zeros_like(y)
+        members = []
         for train, test in splitter.split(texts):
-            model = backend.fit([examples[i] for i in train])
-            if folds_out is not None:
-                folds_out.append(model)
+            try:
+                model = backend.fit([examples[i] for i in train])
+            except TrainingDataError as exc:
+                # A fold's 80% can lack what the whole set has (no choice both present and absent in it, when
+                # one choice is absent from a single task): the version still trains on everything; it just
+                # has no cross-validated estimate.
+                logger.info("cross_validation_skipped examples=%s reason=%s", len(examples), exc)
+                return {**metrics, "cv_folds": 0.0}
+            members.append(model)
             predicted[test] = (model.predict_proba(list(texts[test])) >= 0.5).astype(y.dtype)
+        if folds_out is not None:
+            folds_out.extend(members)
         metrics.update(_scores(backend, y, predicted))
         metrics["cv_folds"] = float(folds)
         return metrics

@@ -91,3 +91,28 @@ def test_a_version_registered_by_mlflows_sklearn_flavour_before_still_loads(sms_
     assert source.endswith("/model")  # the registered files are the run's own artefact folder
     files = mlflow.artifacts.download_artifacts(artifact_uri=version.model_uri)
     assert artefacts.is_artefact(files)
+
+
+def test_a_multi_label_set_a_fold_cannot_learn_from_still_trains_a_version(db):
+    """24 choices, every task has all of them but one task lacks "c0": the whole set has a choice both
+    present and absent, a cross-validation fold without that task has none. The version trains (no
+    cross-validated estimate, said by cv_folds 0) instead of failing the training."""
+    from orchestrator.learning.models import ModelVersion
+    from orchestrator.learning.projects import setup_project
+
+    choices = [f"c{i}" for i in range(24)]
+    config = ('<View><Text name="text" value="$text"/><Choices name="tags" toName="text" choice="multiple">'
+              + "".join(f'<Choice value="{c}"/>' for c in choices) + "</Choices></View>")
+    project = setup_project(project_key="31.1717171717", label_config=config)
+    project.features = "tfidf"
+    project.save()
+    from backends import Example
+
+    texts = [text for _, text in sms_rows(40)]
+    rows = [Example(text=text, labels=tuple(choices[1:] if i == 7 else choices)) for i, text in enumerate(texts)]
+    version = train_model_version(project=project, examples=rows)
+    assert version.status in (ModelVersion.Status.SERVING, ModelVersion.Status.READY)
+    assert version.metrics["cv_folds"] == 0.0 and "macro_f1" not in version.metrics
+    assert version.metrics["count_c0"] == 39.0
+    probabilities = model_cache.load(version.model_uri, None).predict_proba(texts[:3])
+    assert probabilities.shape == (3, 24)
