@@ -318,11 +318,20 @@ class TextClassifier:
 def _pick_pair(config: LabelConfig, control: str | None) -> tuple[OutputTag, Any]:
     """Choose the `<Choices>` control and the text object it labels."""
     candidates = [o for o in config.outputs if o.tag == "Choices" and (control is None or o.name == control)]
+    pairs = []
     for output in candidates:
         for to_name in output.to_names:
             obj = config.input(to_name)
             if obj is not None and obj.tag in TEXT_OBJECTS and obj.data_key:
-                return output, obj
+                pairs.append((output, obj))
+                break
+    if len(pairs) > 1:  # learning one and dropping the others silently would half-use the project
+        names = ", ".join(f"<Choices name={output.name!r}> on <{obj.tag} name={obj.name!r}>" for output, obj in pairs)
+        raise LabelConfigError(
+            f"unsupported label config: {len(pairs)} <Choices> label text ({names}) and a version learns one; "
+            "keep one <Choices> per project (e.g. a project per question)")
+    if pairs:
+        return pairs[0]
     found = config.describe()
     if control is not None and not candidates:
         raise LabelConfigError(f"no <Choices name={control!r}> in the label config ({found})")

@@ -60,3 +60,15 @@ def test_picks_the_choices_that_label_text_among_several_controls():
         '<Text name="t" value="$t"/><Choices name="tc" toName="t"><Choice value="p"/><Choice value="q"/></Choices></View>'
     )
     assert backend.control.name == "tc" and backend.labels == ("p", "q") and backend.data_key == "t"
+
+
+def test_two_choices_on_text_are_refused_naming_both_rather_than_learning_one():
+    config = ('<View><Text name="t" value="$t"/>'
+              '<Choices name="sentiment" toName="t"><Choice value="pos"/><Choice value="neg"/></Choices>'
+              '<Choices name="topic" toName="t"><Choice value="sport"/><Choice value="news"/></Choices></View>')
+    with pytest.raises(LabelConfigError) as refused:
+        backend_for(config)
+    assert str(refused.value) == (
+        "unsupported label config: 2 <Choices> label text (<Choices name='sentiment'> on <Text name='t'>, "
+        "<Choices name='topic'> on <Text name='t'>) and a version learns one; keep one <Choices> per project "
+        "(e.g. a project per question)")

@@ -217,6 +217,16 @@ def test_setup_with_an_unsupported_config_names_the_tags(client):
     assert "text classification" in answer["detail"].lower()
 
 
+def test_setup_with_two_choices_on_text_is_refused_naming_both(client):
+    body = copy.deepcopy(recorded("setup")["body"])
+    body["schema"] = body["schema"].replace("</View>", '<Choices name="topic" toName="text"><Choice value="a"/>'
+                                                       '<Choice value="b"/></Choices></View>')
+    status, answer = post(client, "/setup", orjson.dumps(body))
+    assert status == 422
+    assert "2 <Choices> label text (<Choices name='sentiment'>" in answer["detail"]
+    assert "<Choices name='topic'>" in answer["detail"] and "keep one <Choices> per project" in answer["detail"]
+
+
 @pytest.mark.parametrize("schema, words", [("<View><Text", "not valid XML"), ("", "schema"),
                                             ('<View><Text name="t" value="$t"/></View>', "control tag")])
 def test_setup_with_a_broken_config(client, schema, words):
