@@ -9,6 +9,8 @@ from django.db import models
 
 from backends.features import FEATURE_SETS
 from orchestrator.learning.extra_params import POLICY_BOUNDS
+from orchestrator.learning.triggers import (SCORING_TRIGGERS, SCORING_TRIGGERS_HELP, TRAINING_TRIGGERS,
+                                            TRAINING_TRIGGERS_HELP)
 
 COLD_START_VERSION = "cold-start"
 
@@ -197,7 +199,7 @@ class TrainingRun(models.Model):
         CANCELLED = "cancelled"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
-    trigger = models.CharField(max_length=32, help_text="start_training, annotations, quiet, reconcile or manual.")
+    trigger = models.CharField(max_length=32, choices=TRAINING_TRIGGERS, help_text=TRAINING_TRIGGERS_HELP)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True)
     events_through = models.BigIntegerField(default=0, help_text="Covers pending events up to this id.")
     num_events = models.PositiveIntegerField(default=0)
@@ -292,8 +294,7 @@ class ScoringRun(models.Model):
                            help_text="The model_version the pushed predictions carry in Label Studio.")
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.FULL)
     strategy = models.CharField(max_length=64)
-    trigger = models.CharField(
-        max_length=32, help_text="connect, promotion, manual, schedule, tasks_created or resume.")
+    trigger = models.CharField(max_length=32, choices=SCORING_TRIGGERS, help_text=SCORING_TRIGGERS_HELP)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     total = models.PositiveIntegerField(default=0, help_text="Unlabeled tasks to score (the pools read so far).")
     done = models.PositiveIntegerField(default=0, help_text="Tasks that carry the tag so far.")

@@ -139,6 +139,15 @@ def test_the_schema_validates_and_its_pages_render(api):
     schema = SchemaGenerator().get_schema(request=None, public=True)
     validate_schema(schema)  # raises on an invalid OpenAPI document
     assert "/api/projects/{ls_project_id}/roll-back/" in schema["paths"]
+    # Every value a run's trigger takes is listed, each with what it means.
+    from orchestrator.learning.triggers import SCORING_TRIGGER_MEANINGS, TRAINING_TRIGGER_MEANINGS
+
+    for name, meanings in (("TrainingRun", TRAINING_TRIGGER_MEANINGS), ("ScoringRun", SCORING_TRIGGER_MEANINGS)):
+        trigger = schema["components"]["schemas"][name]["properties"]["trigger"]
+        enum = schema["components"]["schemas"][trigger["allOf"][0]["$ref"].rsplit("/", 1)[1]] if "allOf" in trigger \
+            else trigger
+        assert enum["enum"] == [value for value, _ in meanings], (name, enum)
+        assert "forced: train now even on" in str(trigger) + str(enum) or name == "ScoringRun"
     assert api.get("/api/schema/").status_code == 200
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
