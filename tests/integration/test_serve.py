@@ -92,6 +92,38 @@ def test_a_refused_request_leaves_the_keep_alive_connection_answering(tmp_path):
         serve.stop()
 
 
+# Requests answered before their body is read: the protocol's, the management API's, the admin's, unknown paths.
+EARLY_ANSWERS = [
+    ("PUT", "/predict", 405), ("DELETE", "/setup", 405), ("PUT", "/health", 405), ("PATCH", "/webhook", 405),
+    ("POST", "/api/projects/", 401), ("PUT", "/api/projects/7/strategy/", 401), ("POST", "/api/versions/1/promote/", 401),
+    ("POST", "/api/no-such-thing/", 404), ("POST", "/admin/learning/project/", 403), ("POST", "/no-such-path", 404),
+]
+
+
+def test_every_endpoint_leaves_a_keep_alive_connection_in_step(tmp_path):
+    """Each answer given before the request's body was read (refusals, unknown paths, redirects): the next
+    request on the same connection is answered at once, for the protocol, the API and the admin alike."""
+    import http.client
+
+    serve, port, _ = start_serve(tmp_path, "--no-worker")
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok, timeout=60, what="/health")
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = b'{"tasks": [' + b'{"id": 1, "data": {"text": "hello"}},' * 8000 + b'{"id": 2}]}'  # ~300 KB
+        for attempt in range(3):
+            for method, path, expected in EARLY_ANSWERS:
+                connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                early = connection.getresponse()
+                early.read()
+                assert early.status == expected, (method, path, early.status)
+                connection.request("GET", "/health")  # the same connection, kept alive
+                answer = connection.getresponse()  # out of step: this times out after 10 s
+                assert answer.status == 200 and b"UP" in answer.read(), (attempt, method, path)
+        connection.close()
+    finally:
+        serve.stop()
+
+
 def _process_table() -> dict[int, tuple[int, str, str]]:
     """Every process: pid -> (parent pid, state letter, command line), read from /proc (Linux)."""
     table = {}
