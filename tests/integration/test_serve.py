@@ -14,14 +14,21 @@ from tests.support.processes import ManagedProcess, free_port, group_exists, wai
 pytestmark = [pytest.mark.integration, pytest.mark.database_independent]
 
 
-def start_serve(tmp_path, *args: str, **extra_env: str) -> tuple[ManagedProcess, int, dict]:
-    """`manage.py serve` on the embedded defaults in tmp_path (migrated first): process, port, environment."""
+def serve_environment(tmp_path, **extra_env: str) -> dict:
+    """The environment of `manage.py serve` on the embedded defaults in tmp_path, migrated."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "MLFLOW_TRACKING_URI",
                         "ALO_TEST_DATABASE"}}
     env.update({"ALO_DATA_DIR": str(tmp_path / "data"), **extra_env})
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], env=env, cwd=ROOT,
+                   check=True, timeout=300)
+    return env
+
+
+def start_serve(tmp_path, *args: str, **extra_env: str) -> tuple[ManagedProcess, int, dict]:
+    """`manage.py serve` on the embedded defaults in tmp_path (migrated first): process, port, environment."""
+    env = serve_environment(tmp_path, **extra_env)
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v0"], env=env, cwd=ROOT, check=True, timeout=300)
     port = free_port()
     serve = ManagedProcess([*manage, "serve", *args, "--port", str(port)], log_path=tmp_path / "serve.log", env=env,
                            cwd=ROOT)
@@ -166,7 +173,8 @@ def test_ctrl_c_and_sigterm_stop_every_process_within_10_seconds_twenty_times_in
     import socket
     import time
 
-    _, port, env = start_serve(tmp_path)  # migrated once; each run below is a `make run` of the same folder
+    env = serve_environment(tmp_path)  # migrated once; each run below is a `make run` of the same folder
+    port = free_port()
     manage = [sys.executable, str(ROOT / "manage.py"), "serve", "--port", str(port)]
     web_workers = int(env.get("WEB_WORKERS", "2"))
     for run in range(20):
