@@ -249,7 +249,7 @@ class ScoringPolicy(models.Model):
     )
     chunk_size = models.PositiveIntegerField(
         default=5000, validators=bounded("chunk_size"),
-        help_text="Most predictions per bulk import request. Requests start at 1,000 (or this, if "
+        help_text="Most predictions per bulk import request. Requests start at 500 (or this, if "
                                 "smaller) and grow while Label Studio answers within seconds.",
     )
     updated_at = models.DateTimeField(auto_now=True)
