@@ -80,7 +80,9 @@ class Command(BaseCommand):
                 _signal_groups(children, signal.SIGKILL)
                 return
             stopping.append(time.monotonic())
-            _signal_groups(children, signal.SIGTERM)
+            for child in children:  # each stops what it started (gunicorn its workers, Celery its pool)
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
 
         def on_signal(signum, _frame) -> None:
             asked.append(signum)
