@@ -82,17 +82,14 @@ def sync_now(project_pk: int, *, full: bool = False) -> str:
     project = Project.objects.filter(pk=project_pk).first()
     if project is None or not label_studio.is_configured():
         return "nothing to do"
-    owner = leases.new_owner()
-    if not leases.acquire(project.pk, owner, kind="training"):
-        return "a training holds the project: it reads the store itself"
     try:
-        with leases.Heartbeat(project.pk, owner, kind="training"):
+        with leases.holding(project.pk, kind="training") as held:
+            if not held:
+                return "a training holds the project: it reads the store itself"
             report = sync(project, full=full, reason="asked" if full else "")
     except label_studio.LabelStudioError as exc:
         logger.warning("annotation_store_sync_failed project=%s error=%s", project.ls_project_id, exc)
         return f"failed: {exc}"
-    finally:
-        leases.release(project.pk, owner, kind="training")
     return f"{report.mode}: read {report.read}, stored {report.stored}, removed {report.removed}"
 
 

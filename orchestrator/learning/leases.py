@@ -6,11 +6,13 @@ own when the worker that held it dies.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from django.conf import settings
@@ -92,3 +94,18 @@ class Heartbeat:
                     logger.exception("lease_renew_failed kind=%s project_pk=%s", self.kind, self.project_pk)
         finally:
             connection.close()
+
+
+@contextlib.contextmanager
+def holding(project_pk: int, *, kind: str) -> Iterator[bool]:
+    """The project's `kind` lease for the block, renewed while it runs, released after; yields False (and
+    runs nothing under it) when another holder has it."""
+    owner = new_owner()
+    if not acquire(project_pk, owner, kind=kind):
+        yield False
+        return
+    try:
+        with Heartbeat(project_pk, owner, kind=kind):
+            yield True
+    finally:
+        release(project_pk, owner, kind=kind)

@@ -76,17 +76,14 @@ def sync_now(project_pk: int, *, full: bool = False) -> str:
     project = Project.objects.filter(pk=project_pk).first()
     if project is None or not label_studio.is_configured():
         return "nothing to do"
-    owner = leases.new_owner()
-    if not leases.acquire(project.pk, owner, kind="scoring"):
-        return "a push holds the project: it brings the mirror up itself"
     try:
-        with leases.Heartbeat(project.pk, owner, kind="scoring"):
+        with leases.holding(project.pk, kind="scoring") as held:
+            if not held:
+                return "a push holds the project: it brings the mirror up itself"
             report = sync(project, full=full)
     except label_studio.LabelStudioError as exc:
         logger.warning("task_mirror_sync_failed project=%s error=%s", project.ls_project_id, exc)
         return f"failed: {exc}"
-    finally:
-        leases.release(project.pk, owner, kind="scoring")
     return f"{report.mode}: read {report.read}, added {report.added}, updated {report.updated}, removed {report.removed}"
 
 

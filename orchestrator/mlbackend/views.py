@@ -51,12 +51,10 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
         @functools.wraps(view)
         def wrapper(request: HttpRequest) -> HttpResponse:
             if request.method not in methods:
-                drain(request)  # an unread body would be taken for the next request on a keep-alive connection
                 response = error(405, f"{request.method} is not allowed on {request.path}; use {', '.join(methods)}")
                 response["Allow"] = ", ".join(methods)
                 return response
             if auth and not check_basic_auth(request.headers.get("Authorization")):
-                drain(request)
                 response = error(401, "basic authentication required: wrong or missing user and password")
                 response["WWW-Authenticate"] = 'Basic realm="Label Studio ML backend"'
                 return response
@@ -75,23 +73,9 @@ def protocol_view(methods: tuple[str, ...], *, auth: bool = True) -> Callable:
     return decorate
 
 
-def drain(request: HttpRequest, limit: int = 64 * 1024 * 1024) -> None:
-    """Read and drop the request's body (at most `limit` bytes), so a keep-alive connection stays in step."""
-    left = limit
-    try:
-        while left > 0:
-            chunk = request.read(min(left, 1 << 16))
-            if not chunk:
-                return
-            left -= len(chunk)
-    except Exception:  # a client gone mid-body: nothing left to answer on
-        return
-
-
 def json_body(request: HttpRequest, *, max_bytes: int | None = None) -> dict[str, Any]:
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if max_bytes is not None and (not declared.isdigit() or int(declared) > max_bytes):
-        drain(request)
         raise BadRequest(f"the request body is {declared} bytes; {request.path} takes at most {max_bytes}", 413)
     if not request.body:
         raise BadRequest("the request body is empty; send a JSON object")
@@ -178,7 +162,6 @@ def webhook(request: HttpRequest) -> HttpResponse:
     basic_auth_passed = basic_auth_enabled() and check_basic_auth(request.headers.get("Authorization"))
     if not webhook_auth.accepts(request.headers.get(webhook_auth.WEBHOOK_SECRET_HEADER),
                                 basic_auth_passed=basic_auth_passed):
-        drain(request)
         return error(401, f"webhook refused: no valid {webhook_auth.WEBHOOK_SECRET_HEADER} header (the service "
                           "signs its own webhook in each Label Studio project) and no basic auth")
     event = webhooks.receive_webhook(json_body(request, max_bytes=settings.ALO_WEBHOOK_MAX_BYTES))

@@ -137,3 +137,25 @@ def test_the_sync_tasks_command_reads_whole_on_demand(sms_project, fake_ls, caps
     from django.core.management import CommandError
     with pytest.raises(CommandError, match="project 999 is unknown"):
         call_command("sync_tasks", "--project", "999")
+
+
+def test_sync_now_waits_for_no_push_and_holds_the_scoring_lease_while_it_reads(sms_project, fake_ls, monkeypatch):
+    from orchestrator.gateways import label_studio_tasks
+    from orchestrator.learning import leases
+
+    owner = leases.new_owner()
+    assert leases.acquire(sms_project.pk, owner, kind="scoring")
+    assert task_mirror.sync_now(sms_project.pk) == "a push holds the project: it brings the mirror up itself"
+    assert not MirroredTask.objects.filter(project=sms_project).exists()
+    leases.release(sms_project.pk, owner, kind="scoring")
+    assert task_mirror.sync_now(sms_project.pk).startswith("full: read 2500")
+    others = []
+
+    def count_while_another_push_tries(ls_project_id):  # a check's count: another push asks for the lease now
+        others.append(leases.acquire(sms_project.pk, leases.new_owner(), kind="scoring"))
+        return len(fake_ls.texts)
+
+    monkeypatch.setattr(label_studio_tasks, "task_count", count_while_another_push_tries)
+    assert task_mirror.sync_now(sms_project.pk).startswith("changes: read 0")
+    assert others == [False]  # held while it read
+    assert leases.acquire(sms_project.pk, leases.new_owner(), kind="scoring")  # and released after
