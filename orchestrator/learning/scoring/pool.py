@@ -146,7 +146,9 @@ def _pages(ctx: RunContext):
     run, backend, project = ctx.run, ctx.predictor.backend, ctx.project
     check_current(run)
     ctx.timer("mirror", lambda: task_mirror.sync(project))  # Label Studio's calls (several); the rest reads our database
-    labeled = ctx.labeled = ctx.timer("mirror", lambda: task_mirror.labeled_ids(project))
+    if ctx.labeled is None:  # once per execution: the look for tasks created meanwhile reuses it
+        ctx.labeled = ctx.timer("mirror", lambda: task_mirror.labeled_ids(project))
+    labeled = ctx.labeled
     pool_ids = ctx.timer("read", lambda: task_mirror.unlabeled_ids(project, after_id=run.high_water, labeled=labeled))
     if run.done + len(pool_ids) != run.total:
         save(run, total=run.done + len(pool_ids))
