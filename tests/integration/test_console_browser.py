@@ -67,12 +67,18 @@ def _message(page) -> str:
     return " ".join(page.locator("ul.messagelist li").all_inner_texts())
 
 
+def _submit(page, selector: str) -> None:
+    """Click a form's button and wait for the page it leads to to load (a click returns once the
+    navigation starts: reading the next page's messages before it loads reads nothing)."""
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
+
+
 def _act(page, action: str, row_text: str) -> str:
     """Tick the list row that shows `row_text`, run `action` on it, and return the message."""
     page.locator(f"#result_list tbody tr:has-text('{row_text}') input.action-select").first.check()
     page.select_option("select[name=action]", action)
-    page.click("button[name=index]")
-    page.wait_for_load_state()
+    _submit(page, "button[name=index]")
     return _message(page)
 
 
@@ -141,7 +147,7 @@ def test_a_lead_steers_the_loop_from_the_console_in_a_browser(label_studio, serv
             # Change the strategy on the project page: it re-scores the queue, and says which run does.
             page.goto(project_page)
             page.select_option("#id_strategy", "entropy")
-            page.click("input[name=_save]")
+            _submit(page, "input[name=_save]")
             said = _message(page)
             assert "strategy is now entropy; scoring run" in said, said
             run_pk = re.search(r"scoring run (\d+) re-scores", said).group(1)
@@ -177,7 +183,7 @@ def test_a_lead_steers_the_loop_from_the_console_in_a_browser(label_studio, serv
             page.goto(project_page)
             page.select_option("#id_schedule_kind", "crontab")
             page.fill("#id_crontab", "0 2 * * *")
-            page.click("input[name=_save]")
+            _submit(page, "input[name=_save]")
             assert "re-scoring crontab 0 2 * * * (UTC)" in _message(page)
             page.goto(f"{served}/admin/learning/project/")
             assert "crontab 0 2 * * * (UTC)" in page.locator("#result_list tbody tr").first.inner_text()
