@@ -218,6 +218,9 @@ MODEL_CLASS_NAME = env_str("ALO_MODEL_CLASS", "ActiveLearningOrchestrator")
 # (bench/learning_curves.py: margin over TF-IDF + word vectors needs the fewest labels measured).
 DEFAULT_STRATEGY = env_str("ALO_DEFAULT_STRATEGY", "margin")
 DEFAULT_FEATURES = env_str("ALO_DEFAULT_FEATURES", "tfidf+glove")
+# The share of queue positions given to the audit sample (tasks drawn uniformly, held out of training,
+# labelled like any task) that the unbiased quality estimate rests on (learning/audit.py). 0: no audit.
+AUDIT_SHARE = float(env_str("ALO_AUDIT_SHARE", "0.1"))
 # How many tasks /predict accepts in one request (Label Studio sends all selected tasks at once).
 PREDICT_MAX_TASKS = env_int("ALO_PREDICT_MAX_TASKS", 100_000)
 # How often a web process re-reads which version serves (a promotion shows within this).

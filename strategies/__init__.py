@@ -13,13 +13,14 @@ from strategies.batch import DEFAULT_CANDIDATES, ranked_batch
 from strategies.committee import consensus_entropy, vote_entropy
 from strategies.multilabel import multilabel_entropy, multilabel_least_confidence, multilabel_margin
 from strategies.registry import Strategy, UnknownStrategyError, get, names, register
-from strategies.selection import applicable, fallback, labelling_order, stable_random
+from strategies.selection import applicable, audit_order, fallback, labelling_order, stable_random
 from strategies.uncertainty import entropy, least_confidence, margin, random
 
 __all__ = [
     "Strategy",
     "UnknownStrategyError",
     "applicable",
+    "audit_order",
     "check_options",
     "consensus_entropy",
     "entropy",

@@ -56,3 +56,40 @@ def stable_random(salt: Any, ids: Sequence[Any]) -> np.ndarray:
 def labelling_order(priorities: ArrayLike, ids: ArrayLike) -> np.ndarray:
     """Positions sorted for labelling: highest priority first, ties broken by the lower id."""
     return np.lexsort((np.asarray(ids), -np.asarray(priorities, dtype=np.float64)))
+
+
+def audit_order(priorities: ArrayLike, ids: ArrayLike, draws: ArrayLike, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The labelling order with an audit sample interleaved, and priorities that sort that way.
+
+    Tasks whose `draws` (uniform, independent of any model: `stable_random`) fall below `share` are
+    the audit sample. They take every round(1 / share)-th position, lowest draw first, so the audit
+    tasks annotators reach are a uniform sample whatever the model thinks of them; every other task
+    keeps its place in `labelling_order`. An audit task's priority lies between its neighbours'
+    (so a listing sorted by priority, as Label Studio's by score, keeps the positions). With no
+    audit task (share 0) this is `labelling_order` itself.
+    """
+    priorities = np.asarray(priorities, dtype=np.float64)
+    ids, draws = np.asarray(ids), np.asarray(draws, dtype=np.float64)
+    audit = draws < share
+    if share <= 0 or not audit.any() or audit.all():
+        order = labelling_order(priorities, ids)
+        return order, priorities[order]
+    every = max(2, int(round(1.0 / share)))
+    rest = np.flatnonzero(~audit)[labelling_order(priorities[~audit], ids[~audit])]
+    sample = np.flatnonzero(audit)[np.lexsort((ids[audit], draws[audit]))]
+    r, j = np.arange(len(rest)), np.arange(len(sample))
+    keys = np.concatenate([r + r // (every - 1), (j + 1) * every - 1])  # disjoint: audit keys are every-1 mod every
+    order = np.concatenate([rest, sample])[np.argsort(keys, kind="stable")]
+    placed = priorities[order].copy()
+    is_audit = audit[order]
+    known = np.flatnonzero(~is_audit)
+    positions = np.arange(len(order))
+    before = np.searchsorted(known, positions, side="left") - 1  # the last non-audit position before each
+    after = np.minimum(before + 1, len(known) - 1)
+    previous, following = placed[known[np.maximum(before, 0)]], placed[known[after]]
+    head, tail = is_audit & (before < 0), is_audit & (before + 1 >= len(known))
+    middle = is_audit & ~head & ~tail
+    placed[middle] = (previous[middle] + following[middle]) / 2
+    placed[head] = following[head] + 1e-9 * (np.count_nonzero(head) - positions[head])
+    placed[tail] = previous[tail] - 1e-9 * (positions[tail] - known[-1])
+    return order, placed

@@ -14,6 +14,9 @@ _DATA_DIR = tempfile.mkdtemp(prefix="alo-test-")
 os.environ["ALO_DATA_DIR"] = _DATA_DIR
 os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{_DATA_DIR}/mlflow.db")
 os.environ.setdefault("MLFLOW_ARTIFACT_ROOT", f"{_DATA_DIR}/mlartifacts")
+# The audit sample moves every tenth task of a queue and holds its labels out of training: tests that
+# reason about the strategy's order or a training set's size run without it; the audit's own tests set it.
+os.environ.setdefault("ALO_AUDIT_SHARE", "0")
 for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"):
     os.environ.pop(name, None)
 
@@ -80,6 +83,12 @@ class SentJobs(list):
                 seen.append(view(job))
         if task in self.run_at_once:
             self.run_at_once[task](*args)
+
+
+@pytest.fixture(autouse=True)
+def _audit_share(settings):
+    """ALO_AUDIT_SHARE as set above (pytest-django reads the settings before this module runs)."""
+    settings.AUDIT_SHARE = float(os.environ["ALO_AUDIT_SHARE"])
 
 
 @pytest.fixture

@@ -8,16 +8,22 @@ from typing import Any
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 48, 150, 16, 36
-SERIES = (("macro_f1", "macro-F1 (CV)", "#1f77b4"), ("accuracy", "accuracy (CV)", "#2ca02c"),
-          ("kappa", "kappa to previous", "#d62728"))
+WIDTH, HEIGHT = 760, 260
+LEFT, RIGHT, TOP, BOTTOM = 48, 270, 16, 36
+# The audit estimate (unbiased, with its 90% interval as a band) first; cross-validation on the
+# labelled set stays visible, dashed and named for what it is.
+SERIES = (("estimate", "macro-F1, audit estimate (90% band)", "#1f77b4", ""),
+          ("macro_f1", "macro-F1 on the labelled set (biased)", "#9ecae1", "5 3"),
+          ("accuracy", "accuracy on the labelled set (biased)", "#a1d99b", "5 3"),
+          ("kappa", "kappa to previous", "#d62728", ""))
+NOTE = ("The audit estimate is measured on tasks drawn at random and never trained on. Cross-validation "
+        "on the labelled set is biased toward the hard tasks the queue picks: it can fall while the model improves.")
 
 
 def learning_curve_svg(points: Sequence[dict[str, Any]]) -> SafeString:
     """An SVG plot of `selectors.learning_curve` rows; a sentence when there is nothing to plot."""
     usable = [p for p in points if p.get("annotations") is not None]
-    if not any(p.get(key) is not None for p in usable for key, _, _ in SERIES):
+    if not any(p.get(key) is not None for p in usable for key, _, _, _ in SERIES):
         return mark_safe("<p>No trained version has cross-validated metrics yet: the curve starts with the "
                          "first version trained on enough annotations.</p>")
     xs = [p["annotations"] for p in usable]
@@ -43,13 +49,24 @@ def learning_curve_svg(points: Sequence[dict[str, Any]]) -> SafeString:
         parts.append(f'<text x="{x:.1f}" y="{TOP + plot_h + 16}" font-size="11" text-anchor="middle">{value}</text>')
     parts.append(f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 4}" font-size="12" text-anchor="middle">'
                  'annotations used</text>')
-    for row, (key, label, colour) in enumerate(SERIES):
+    banded = [p for p in usable if p.get("estimate_low") is not None and p.get("estimate_high") is not None]
+    if banded:
+        upper = [f"{x_of(p['annotations']):.1f},{y_of(p['estimate_high']):.1f}" for p in banded]
+        lower = [f"{x_of(p['annotations']):.1f},{y_of(p['estimate_low']):.1f}" for p in reversed(banded)]
+        parts.append(f'<polygon class="alo-estimate-band" fill="#1f77b4" fill-opacity="0.15" stroke="none" '
+                     f'points="{" ".join(upper + lower)}"/>')
+    for row, (key, label, colour, dashes) in enumerate(SERIES):
         known = [(p["annotations"], p[key], p) for p in usable if p.get(key) is not None]
         if known:
             path = " ".join(f"{x_of(a):.1f},{y_of(v):.1f}" for a, v, _ in known)
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
+            dash = f' stroke-dasharray="{dashes}"' if dashes else ""
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{path}"/>')
             for a, v, p in known:
-                title = escape(f"{p.get('version')}: {label} {v:.3f} at {a} annotations")
+                said = f"{label} {v:.3f} at {a} annotations"
+                if key == "estimate" and p.get("estimate_low") is not None:
+                    said += (f" (90% interval {p['estimate_low']:.3f}-{p['estimate_high']:.3f}, "
+                             f"{int(p.get('audit_labels') or 0)} audit labels)")
+                title = escape(f"{p.get('version')}: {said}")
                 parts.append(f'<circle cx="{x_of(a):.1f}" cy="{y_of(v):.1f}" r="3" fill="{colour}">'
                              f'<title>{title}</title></circle>')
         y = TOP + 10 + row * 18
@@ -62,4 +79,4 @@ def learning_curve_svg(points: Sequence[dict[str, Any]]) -> SafeString:
                      f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{TOP + 12}" font-size="11" fill="#555">'
                      'stop suggested</text>')
     parts.append("</svg>")
-    return mark_safe("".join(parts))
+    return mark_safe("".join(parts) + f'<p class="help">{escape(NOTE)}</p>')

@@ -121,8 +121,14 @@ class LearningCurvePointSerializer(serializers.Serializer):
     version = serializers.CharField()
     status = serializers.CharField()
     annotations = serializers.IntegerField()
-    macro_f1 = serializers.FloatField(allow_null=True)
-    accuracy = serializers.FloatField(allow_null=True)
+    estimate = serializers.FloatField(allow_null=True, help_text=(
+        "Macro-F1 estimated on the audit sample (tasks drawn at random, never trained on): unbiased."))
+    estimate_low = serializers.FloatField(allow_null=True, help_text="The estimate's 90% interval, lower end.")
+    estimate_high = serializers.FloatField(allow_null=True, help_text="The estimate's 90% interval, upper end.")
+    audit_labels = serializers.FloatField(allow_null=True, help_text="How many audit labels the estimate rests on.")
+    macro_f1 = serializers.FloatField(allow_null=True, help_text=(
+        "Cross-validated on the labelled set: biased toward the hard tasks the queue picks."))
+    accuracy = serializers.FloatField(allow_null=True, help_text="Cross-validated on the labelled set: biased.")
     kappa = serializers.FloatField(allow_null=True)
     stop_suggested = serializers.BooleanField()
     strategy = serializers.CharField()

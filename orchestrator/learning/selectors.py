@@ -59,7 +59,8 @@ def versions(*, project_key: Any = None) -> dict[str, Any]:
 def learning_curve(project: Project) -> list[dict[str, Any]]:
     """One point per trained version, oldest first: what an admin page or the API plots.
 
-    Annotations used, the cross-validated metrics, the agreement with the previous version
+    Annotations used, the unbiased macro-F1 estimate on the audit sample with its 90% interval and
+    how many audit labels it rests on, the cross-validated metrics (on the labelled set: biased), the agreement with the previous version
     on the stop set (kappa) and whether the stopping rule fired, the strategy that chose
     the annotations, and whether the version served.
     """
@@ -70,7 +71,11 @@ def learning_curve(project: Project) -> list[dict[str, Any]]:
         "version": v.version,
         "status": v.status,
         "annotations": v.num_annotations,
-        "macro_f1": v.metrics.get("macro_f1"),
+        "estimate": v.metrics.get("audit_macro_f1"),  # unbiased: the audit sample (learning/audit.py)
+        "estimate_low": v.metrics.get("audit_macro_f1_low"),
+        "estimate_high": v.metrics.get("audit_macro_f1_high"),
+        "audit_labels": v.metrics.get("audit_labels"),
+        "macro_f1": v.metrics.get("macro_f1"),  # cross-validated on the labelled set: biased toward hard tasks
         "accuracy": v.metrics.get("accuracy"),
         "kappa": v.stop_kappa,
         "stop_suggested": v.stop_suggested,

@@ -47,6 +47,15 @@ def _metric(version: ModelVersion, key: str) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def estimate_text(version: ModelVersion) -> str:
+    """The unbiased audit estimate in words: `0.912 (0.874-0.946, 42 audit labels)`, or `-` without audit labels."""
+    metrics = version.metrics or {}
+    if metrics.get("audit_macro_f1") is None:
+        return "-"
+    return (f"{metrics['audit_macro_f1']:.3f} ({metrics.get('audit_macro_f1_low', 0):.3f}-"
+            f"{metrics.get('audit_macro_f1_high', 1):.3f}, {int(metrics.get('audit_labels', 0))} audit labels)")
+
+
 def progress_bar(run: ScoringRun) -> str:
     fraction = run.done / run.total if run.total else (1.0 if run.status == ScoringRun.Status.SUCCEEDED else 0.0)
     return format_html("<progress class='alo-progress' value='{}' max='{}' title='{}'></progress> {}/{}", run.done,

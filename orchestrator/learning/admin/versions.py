@@ -9,14 +9,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from orchestrator.learning import versions
-from orchestrator.learning.admin.common import ReadOnlyAdmin, Steering, _metric
+from orchestrator.learning.admin.common import ReadOnlyAdmin, Steering, _metric, estimate_text
 from orchestrator.learning.models import ModelVersion, Project
 
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(Steering, ReadOnlyAdmin):
     # Nine columns, so the list fits a 1,400-pixel window beside its filters.
-    list_display = ("version", "project", "status", "labels", "scores", "class_counts", "kappa", "mlflow_run",
+    list_display = ("version", "project", "status", "labels", "estimate", "scores", "class_counts", "kappa", "mlflow_run",
                     "finished")
     list_filter = ("status", "stop_suggested", "features", "strategy", "project")
     search_fields = ("version", "mlflow_run_id")
@@ -31,7 +31,11 @@ class ModelVersionAdmin(Steering, ReadOnlyAdmin):
         kappa = "-" if version.stop_kappa is None else f"{version.stop_kappa:.3f}"
         return f"{kappa}, stop suggested" if version.stop_suggested else kappa
 
-    @admin.display(description="macro-F1 / acc. (CV)")
+    @admin.display(description="macro-F1, audit estimate (90%)")
+    def estimate(self, version: ModelVersion) -> str:
+        return estimate_text(version)
+
+    @admin.display(description="on labelled set (biased): F1 / acc.")
     def scores(self, version: ModelVersion) -> str:
         return f"{_metric(version, 'macro_f1')} / {_metric(version, 'accuracy')}"
 

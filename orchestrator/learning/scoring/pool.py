@@ -18,7 +18,7 @@ from django.db import transaction
 import strategies
 from backends import features
 from orchestrator.gateways import label_studio
-from orchestrator.learning import task_mirror
+from orchestrator.learning import audit, task_mirror
 from orchestrator.learning.models import ColdStart, ScoringPool, ScoringRun
 from orchestrator.learning.priorities import model_priorities, stable_random_priorities
 from orchestrator.learning.scoring.context import RunContext, check_current, save
@@ -100,10 +100,11 @@ def score_pool(ctx: RunContext) -> Pool | None:
 
 def _store(ctx: RunContext, pool_ids: np.ndarray, pool_probabilities: np.ndarray,
            pool_priorities: np.ndarray) -> Pool:
-    """The scored pool in push order, stored with the run (what a resumed run pushes from)."""
+    """The scored pool in push order (the audit sample at its positions), stored with the run (what a
+    resumed run pushes from)."""
     run = ctx.run
-    order = strategies.labelling_order(pool_priorities, pool_ids)
-    pool = Pool(pool_ids[order], pool_probabilities[order], pool_priorities[order])
+    order, placed = audit.queue_order(ctx.project.ls_project_id, pool_priorities, pool_ids)
+    pool = Pool(pool_ids[order], pool_probabilities[order], placed)
     with transaction.atomic():
         ScoringPool.objects.update_or_create(run=run, defaults={"size": len(pool), "data": pool.dumps()})
         save(run, cursor=0, inflight_through=0, high_water=max(run.high_water, int(pool_ids.max())),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +10,7 @@ from django.conf import settings
 
 from backends import Example, TextClassificationBackend, backend_for
 from orchestrator.gateways import label_studio
-from orchestrator.learning import annotation_store
+from orchestrator.learning import annotation_store, audit
 from orchestrator.learning.models import Project
 
 
@@ -18,7 +18,8 @@ from orchestrator.learning.models import Project
 class Dataset:
     """Training examples read from Label Studio, and which annotations (at which revision) made them."""
 
-    examples: list[Example] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)  # what a version trains on
+    audit: list[Example] = field(default_factory=list)  # the audit sample's labels: held out, to measure on
     annotation_ids: list[int] = field(default_factory=list)
     digest: str = ""  # equal digests: same config, same annotations, same revisions
 
@@ -28,11 +29,14 @@ def read_dataset(project: Project) -> Dataset:
     (what changed since its last check; the whole project on first use). Outages retried, then raised."""
     backend = backend_for(project.label_config)
     annotation_store.sync(project)
-    return examples_from_tasks(backend, annotation_store.stored_tasks(project))
+    return examples_from_tasks(backend, annotation_store.stored_tasks(project),
+                               audit_of=lambda ids: audit.is_audit(project.ls_project_id, ids))
 
 
-def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapping[str, Any]]) -> Dataset:
-    """Examples from Label Studio tasks with annotations.
+def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapping[str, Any]], *,
+                        audit_of: Callable[[list[int]], Any] | None = None) -> Dataset:
+    """Examples from Label Studio tasks with annotations; with `audit_of` (task ids -> whether each is in
+    the audit sample), the audit sample's go to `Dataset.audit` instead of the training examples.
 
     Rule for several annotations on a task: ground-truth annotations win over the others,
     then the most recently updated one; skips (was_cancelled) and annotations that choose
@@ -56,7 +60,10 @@ def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapp
         revisions.append(f"{task.get('id')}:{best.get('id')}:{best.get('updated_at')}")
     # Texts behind URLs are read several at a time, as /predict reads them (in order; the first failing task raises).
     texts = backend.texts([task for task, _ in chosen], fetch, threads=settings.URL_FETCH_THREADS)
-    dataset.examples = [Example(text=text, labels=labels) for text, (_, labels) in zip(texts, chosen)]
+    held_out = (audit_of([int(task["id"]) for task, _ in chosen]) if audit_of is not None and chosen
+                else [False] * len(chosen))
+    for text, (_, labels), audited in zip(texts, chosen, held_out):
+        (dataset.audit if audited else dataset.examples).append(Example(text=text, labels=labels))
     hasher = hashlib.sha256(backend.config.digest.encode())
     for revision in sorted(revisions):
         hasher.update(b"\n" + revision.encode())

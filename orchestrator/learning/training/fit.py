@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
 
 import strategies
-from backends import artefacts
+from backends import artefacts, quality
 from backends import Example, TextClassificationBackend, TrainingDataError, backend_for
 from orchestrator.gateways import mlflow_store
 from orchestrator.learning import selectors, stopping
@@ -160,21 +160,33 @@ def evaluate_served(version: ModelVersion, examples: Sequence[Example], timer: P
 
 
 def _stop_set_agreement(version: ModelVersion, backend: TextClassificationBackend, model,
-                        timer: PhaseTimer) -> stopping.Agreement | None:
+                        timer: PhaseTimer) -> tuple[stopping.Agreement | None, np.ndarray | None]:
     """The new version's labels on the project's stop set, compared with the previous version's
-    (phase `stop_set`); None before the project has a stop set."""
+    (phase `stop_set`), and its probabilities there; (None, None) before the project has a stop set."""
     found = stopping.stop_texts(version.project)
     if found is None:
-        return None
+        return None, None
     stop_set, texts = found
+    probabilities = timer("stop_set", lambda: model.predict_proba(texts))
 
     def compare() -> stopping.Agreement:
-        probabilities = model.predict_proba(texts)
         labels = ((probabilities >= 0.5).astype(np.int8) if backend.multiple
                   else probabilities.argmax(axis=1).astype(np.int16))
         return stopping.agreement(version, labels, stop_set, selectors.training_policy(version.project).stop_kappa)
 
-    return timer("stop_set", compare)
+    return timer("stop_set", compare), probabilities
+
+
+def audit_estimate(backend: TextClassificationBackend, model, audit: Sequence[Example],
+                   population: np.ndarray | None) -> dict[str, float]:
+    """The unbiased macro-F1 estimate on the audit sample's labels (backends/quality.py), with the
+    model's probabilities on the stop set (`population`) when there is one: metrics `audit_*`."""
+    if not audit:
+        return {}
+    truth = quality.one_hot([e.labels for e in audit], backend.labels)
+    found = quality.estimate(truth, model.predict_proba([e.text for e in audit]), population,
+                             multiple=backend.multiple)
+    return found.as_metrics() if found is not None else {}
 
 
 def _next_version(project: Project) -> str:
@@ -189,9 +201,11 @@ def annotations_digest(annotation_ids: Sequence[int]) -> str:
 def train_model_version(
     *, project: Project, examples: Sequence[Example], annotation_ids: Sequence[int] = (), data_digest: str = "",
     promote: bool = True, on_created: Callable[[ModelVersion], None] | None = None,
-    timer: PhaseTimer | None = None,
+    timer: PhaseTimer | None = None, audit: Sequence[Example] = (),
 ) -> ModelVersion:
     """Fit, evaluate, log and register one model version; with `promote`, serve it (and push it).
+
+    `audit`: the audit sample's labels (never trained on): the version's unbiased estimate (`audit_*`).
 
     Where `evaluation_waits`, the version is registered with its label counts only; with `promote`
     it is measured once it serves, otherwise the caller does (`evaluate_served`) when it wants.
@@ -220,7 +234,9 @@ def train_model_version(
         if members:
             model.with_committee(members)
             metrics["committee_size"] = float(len(members))
-        agreed = _stop_set_agreement(version, backend, model, timer)
+        agreed, population = _stop_set_agreement(version, backend, model, timer)
+        if audit:
+            metrics.update(timer("audit", lambda: audit_estimate(backend, model, audit, population)))
         tracked = dict(metrics)
         if agreed is not None:
             if agreed.kappa is not None:

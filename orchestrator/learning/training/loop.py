@@ -161,17 +161,18 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
                      if trigger == "start_training" else "")
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped",
                            f"the annotations are the ones {latest.version} learned{again}")
-        serving_metrics = project.serving_version.metrics if project.serving_version_id and project.serving_version else None
+        serving = project.serving_version if project.serving_version_id else None
         try:
             version = train_model_version(project=project, examples=dataset.examples,
                                           annotation_ids=dataset.annotation_ids, data_digest=dataset.digest,
-                                          promote=False, on_created=lambda v: _attach(run, v), timer=timer)
+                                          promote=False, on_created=lambda v: _attach(run, v), timer=timer,
+                                          audit=dataset.audit)
         finally:
             run.timings = timer.rounded()
         run.model_version = version
         _stop_if_cancelled(run)
-        run.promoted, why = promotion.promote_if_allowed(version=version, policy=policy,
-                                                         serving_metrics=serving_metrics)
+        run.promoted, why = promotion.promote_if_allowed(version=version, policy=policy, serving=serving,
+                                                         audit=dataset.audit)
         if evaluation_waits(project, len(dataset.examples)):  # measured now that it serves (large sets)
             evaluate_served(version, dataset.examples, timer)
             run.timings = timer.rounded()

@@ -202,3 +202,44 @@ def test_a_later_push_reads_its_tasks_from_the_mirror_and_covers_tasks_created_a
     # pushed one look for tasks created meanwhile. No task listed again; the ids once (a count differed).
     assert fake_ls.reads == reads + 3 and fake_ls.id_listings == 1
     assert "mirror" in second.timings and "read" in second.timings
+
+
+def test_the_audit_sample_sorts_at_every_tenth_place_of_label_studio_queue_and_trains_nothing(
+        trained_sms_project, fake_ls, queued_runs, settings):
+    """With ALO_AUDIT_SHARE 0.1, Label Studio's order by score puts an audit task (a uniform draw, whatever the
+    model thinks of it) at every tenth place; the strategy's order fills the others; once labelled, audit tasks
+    go to the estimate, not to training."""
+    from orchestrator.learning import audit
+    from orchestrator.learning.training.dataset import examples_from_tasks
+    from tests.conftest import sms_rows
+    from tests.factories import ls_tasks
+
+    settings.AUDIT_SHARE = 0.1
+    project, version = trained_sms_project
+    run = score_now(project)
+    assert run.status == ScoringRun.Status.SUCCEEDED
+    ours = sorted((p for p in fake_ls.predictions if p["model_version"] == run.tag), key=lambda p: (p["score"], p["task"]))
+    tasks = [p["task"] for p in ours]
+    audited = audit.is_audit(project.ls_project_id, tasks)
+    assert 0.07 < audited.mean() < 0.13
+    scores = np.array([p["score"] for p in ours])
+    # The j-th audit task's place among Label Studio's ascending scores (a range where scores tie: duplicate texts).
+    places = [(np.count_nonzero(scores < scores[i]), np.count_nonzero(scores <= scores[i]) - 1)
+              for i in np.flatnonzero(audited)[:150]]
+    assert all(first <= 10 * j + 9 <= last for j, (first, last) in enumerate(places)), places[:20]
+    draws = audit.draws(project.ls_project_id, tasks)
+    assert np.all(np.diff(draws[audited][:150]) > 0)  # audit tasks lowest draw first: a uniform sample at any depth
+    others = [p for p, a in zip(ours, audited) if not a]
+    model = model_cache.load(version.model_uri, backend_for(project.label_config))
+    confidence = model.predict_proba([fake_ls.texts[p["task"]] for p in others[:200]]).max(axis=1)
+    assert np.all(np.diff(confidence) >= -1e-6)  # the strategy's own order between them
+
+    # Labelled, the queue's first 100 places: ten audit labels held out of the training examples.
+    rows = dict(zip(range(1, 2501), sms_rows(2500, path=__import__("tests.conftest").conftest.SMS_POOL)))
+    labelled = ls_tasks([rows[t] for t in tasks[:100]])
+    for task, t in zip(labelled, tasks[:100]):
+        task["id"] = t
+    dataset = examples_from_tasks(backend_for(project.label_config), labelled,
+                                  audit_of=lambda ids: audit.is_audit(project.ls_project_id, ids))
+    assert (len(dataset.examples), len(dataset.audit)) == (90, 10)
+    assert [e.text for e in dataset.audit] == [rows[t][1] for t, a in zip(tasks[:100], audited[:100]) if a]
