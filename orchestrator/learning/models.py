@@ -151,7 +151,7 @@ class TrainingPolicy(models.Model):
 
     class Promotion(models.TextChoices):
         ALWAYS = "always", "always serve the new version"
-        IF_NOT_WORSE = "if_not_worse", "serve it unless macro-F1 drops by more than the margin"
+        IF_NOT_WORSE = "if_not_worse", "serve it unless surely worse on the audit sample by more than the margin"
 
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="training_policy")
     auto_train = models.BooleanField(
@@ -170,10 +170,9 @@ class TrainingPolicy(models.Model):
         help_text="Train when annotation changes are pending and none came for this long (0: off).",
     )
     promotion = models.CharField(max_length=16, choices=Promotion.choices, default=Promotion.ALWAYS)
-    max_macro_f1_drop = models.FloatField(
-        default=0.02, validators=bounded("max_macro_f1_drop"),
-        help_text="With if_not_worse: the largest cross-validated macro-F1 drop still promoted.",
-    )
+    max_macro_f1_drop = models.FloatField(default=0.02, validators=bounded("max_macro_f1_drop"), help_text=(
+        "With if_not_worse: the largest drop of the audit estimate of macro-F1 still promoted (a larger "
+        "one keeps the serving version only when its whole 90% interval is below zero)."))
     stop_kappa = models.FloatField(
         default=0.99, validators=bounded("stop_kappa"),
         help_text="Suggest stopping when the mean kappa of the last 3 versions on the stop set reaches this "

@@ -48,12 +48,13 @@ def _metric(version: ModelVersion, key: str) -> str:
 
 
 def estimate_text(version: ModelVersion) -> str:
-    """The unbiased audit estimate in words: `0.912 (0.874-0.946, 42 audit labels)`, or `-` without audit labels."""
+    """The unbiased audit estimate, its 90% interval and how many audit labels: `0.912 [0.87, 0.95] n=42`,
+    or `-` without audit labels."""
     metrics = version.metrics or {}
     if metrics.get("audit_macro_f1") is None:
         return "-"
-    return (f"{metrics['audit_macro_f1']:.3f} ({metrics.get('audit_macro_f1_low', 0):.3f}-"
-            f"{metrics.get('audit_macro_f1_high', 1):.3f}, {int(metrics.get('audit_labels', 0))} audit labels)")
+    return (f"{metrics['audit_macro_f1']:.3f} [{metrics.get('audit_macro_f1_low', 0):.2f}, "
+            f"{metrics.get('audit_macro_f1_high', 1):.2f}] n={int(metrics.get('audit_labels', 0))}")
 
 
 def progress_bar(run: ScoringRun) -> str:

@@ -147,11 +147,11 @@ class ModelVersionInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="macro-F1, audit estimate (90%)")
+    @admin.display(description="F1, audit [90%] n")
     def estimate(self, version: ModelVersion) -> str:
         return estimate_text(version)
 
-    @admin.display(description="macro-F1 on labelled set (biased)")
+    @admin.display(description="F1, labelled set (biased)")
     def macro_f1(self, version: ModelVersion) -> str:
         return _metric(version, "macro_f1")
 

@@ -15,7 +15,7 @@ from orchestrator.learning.models import ModelVersion, Project
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(Steering, ReadOnlyAdmin):
-    # Nine columns, so the list fits a 1,400-pixel window beside its filters.
+    # Ten short columns, so the list fits a 1,400-pixel window beside its filters.
     list_display = ("version", "project", "status", "labels", "estimate", "scores", "class_counts", "kappa", "mlflow_run",
                     "finished")
     list_filter = ("status", "stop_suggested", "features", "strategy", "project")
@@ -31,11 +31,11 @@ class ModelVersionAdmin(Steering, ReadOnlyAdmin):
         kappa = "-" if version.stop_kappa is None else f"{version.stop_kappa:.3f}"
         return f"{kappa}, stop suggested" if version.stop_suggested else kappa
 
-    @admin.display(description="macro-F1, audit estimate (90%)")
+    @admin.display(description="F1, audit [90%] n")
     def estimate(self, version: ModelVersion) -> str:
         return estimate_text(version)
 
-    @admin.display(description="on labelled set (biased): F1 / acc.")
+    @admin.display(description="F1 / acc., labelled (biased)")
     def scores(self, version: ModelVersion) -> str:
         return f"{_metric(version, 'macro_f1')} / {_metric(version, 'accuracy')}"
 

@@ -189,6 +189,27 @@ def audit_estimate(backend: TextClassificationBackend, model, audit: Sequence[Ex
     return found.as_metrics() if found is not None else {}
 
 
+def _hold_stop_while_rising(version: ModelVersion, audit: Sequence[Example]) -> None:
+    """The stopping rule says the versions agree; the audit sample may say the model still gets
+    better: when the new version's estimate is surely above the one `stopping.WINDOW` versions back
+    (the 90% interval of their paired difference wholly above zero), the suggestion is held back."""
+    earlier = list(ModelVersion.objects.filter(
+        project=version.project, label_config_digest=version.label_config_digest, created_at__lt=version.created_at,
+        status__in=[ModelVersion.Status.READY, ModelVersion.Status.SERVING, ModelVersion.Status.RETIRED],
+    ).exclude(pk=version.pk).order_by("-created_at", "-pk").defer("stop_predictions")[:stopping.WINDOW])
+    if len(earlier) < stopping.WINDOW:
+        return
+    comparison = promotion.compare_on_audit(version, earlier[-1], audit)
+    if comparison is None or comparison.low <= 0:
+        return
+    version.stop_suggested = False
+    version.metrics = {**version.metrics, "stop_held_by_audit": comparison.difference}
+    version.save(update_fields=["stop_suggested", "metrics"])
+    logger.info("stop_held project=%s version=%s gain=%.4f since=%s low=%.4f audit_labels=%s",
+                version.project.ls_project_id, version.version, comparison.difference, earlier[-1].version,
+                comparison.low, comparison.audit_labels)
+
+
 def _next_version(project: Project) -> str:
     count = ModelVersion.objects.filter(project=project).count()
     return f"p{project.ls_project_id}-v{count + 1}"
@@ -275,6 +296,8 @@ def train_model_version(
     version.finished_at = timezone.now()
     version.save()
     model_cache.put_model(registered.uri, model)
+    if version.stop_suggested and audit:
+        timer("audit", lambda: _hold_stop_while_rising(version, audit))
     logger.info("model_trained project=%s version=%s metrics=%s stop_kappa=%s stop_suggested=%s",
                 project.ls_project_id, version.version, metrics, version.stop_kappa, version.stop_suggested)
     if promote:

@@ -116,3 +116,33 @@ def test_a_multi_label_set_a_fold_cannot_learn_from_still_trains_a_version(db):
     assert version.metrics["count_c0"] == 39.0
     probabilities = model_cache.load(version.model_uri, None).predict_proba(texts[:3])
     assert probabilities.shape == (3, 24)
+
+
+def test_the_stop_suggestion_waits_while_the_audit_sample_says_the_model_still_gets_better(sms_project):
+    """Versions that agree on the stop set can still be getting better: when the newest is surely better on the
+    audit labels than the one three versions back, its stop suggestion is held back (and says so)."""
+    from orchestrator.learning.models import ModelVersion
+    from orchestrator.learning.training import fit
+    from tests.conftest import SMS_POOL
+
+    rows = sms_rows(700, path=SMS_POOL)
+    audit = examples(rows[600:700])
+    noisy = [("spam" if label == "ham" and i % 2 == 0 else label, text) for i, (label, text) in enumerate(rows[:40])]
+    weak = train_model_version(project=sms_project, examples=examples(noisy), promote=False)
+    for _ in range(2):
+        train_model_version(project=sms_project, examples=examples(rows[:300]), promote=False)
+    better = train_model_version(project=sms_project, examples=examples(rows[:600]), promote=False)
+    ModelVersion.objects.filter(pk=better.pk).update(stop_suggested=True)
+    better.refresh_from_db()
+    fit._hold_stop_while_rising(better, audit)
+    better.refresh_from_db()
+    assert not better.stop_suggested and better.metrics["stop_held_by_audit"] > 0
+    assert weak.version != better.version
+
+    # Three versions back as good as it (the same training set): the suggestion stands.
+    again = train_model_version(project=sms_project, examples=examples(rows[:300]), promote=False)
+    ModelVersion.objects.filter(pk=again.pk).update(stop_suggested=True)
+    again.refresh_from_db()
+    fit._hold_stop_while_rising(again, audit)
+    again.refresh_from_db()
+    assert again.stop_suggested and "stop_held_by_audit" not in again.metrics
