@@ -59,11 +59,14 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
     pool, test = train_test_split(pick, test_size=held_out, stratify=y[pick], random_state=seed)
     backend = backend_for(CONFIGS[name], features="tfidf+glove")
     test_texts = [texts[i] for i in test]
-    # The audit order: a stable uniform draw per task, as the service's (independent of the model).
-    audit_order = list(pool[np.argsort(strategies.stable_random(f"audit:{seed}", pool.tolist()))])
-    stop = set(rng.choice(pool, size=min(STOP_SET, len(pool) // 3), replace=False).tolist())
-    stop_texts = [texts[i] for i in sorted(stop)]
-    labeled = list(rng.choice(pool, size=SEED_LABELS, replace=False))
+    # The audit sample as the service draws it (learning/audit.py): tasks whose stable uniform draw is below
+    # the share, lowest draw first; the queue's strategy never picks them. The stop set: a fixed uniform sample.
+    draws = strategies.stable_random(f"audit:{seed}", pool.tolist())
+    audit_order = list(pool[np.argsort(draws)][: int((draws < share).sum())])
+    designated = set(audit_order)
+    stop = sorted(rng.choice(pool, size=min(STOP_SET, len(pool) // 3), replace=False).tolist())
+    stop_texts = [texts[i] for i in stop]
+    labeled = [int(i) for i in rng.choice([i for i in pool if i not in designated], size=SEED_LABELS, replace=False)]
     audit: list[int] = []
     every = int(round(1 / share)) if share > 0 else 0
     rows = []
@@ -78,13 +81,13 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
             truth = quality.one_hot([(y[i],) for i in audit], backend.labels)
             audit_p = model.predict_proba([texts[i] for i in audit])
             row["audit"] = quality.estimate(truth, audit_p, seed=seed)
-            pool_p = model.predict_proba([t for i, t in zip(sorted(stop), stop_texts) if i not in set(labeled) | set(audit)])
+            pool_p = model.predict_proba(stop_texts)
             row["ppi"] = quality.estimate(truth, audit_p, pool_p, seed=seed)
         rows.append(row)
         if row["labels"] >= max_labels:
             return rows, test, pool, backend, texts, y
         taken = set(labeled) | set(audit)
-        rest = np.array([i for i in pool if i not in taken])
+        rest = np.array([i for i in pool if i not in taken and i not in designated])
         proba = model.predict_proba([texts[i] for i in rest])
         order = rest[strategies.labelling_order(strategies.priorities("margin", probabilities=proba), rest)]
         queue = iter(order)
@@ -93,10 +96,7 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
             if every and position % every == 0:
                 audit.append(int(next(audits)))
             else:
-                pick_next = int(next(queue))
-                while pick_next in set(audit):
-                    pick_next = int(next(queue))
-                labeled.append(pick_next)
+                labeled.append(int(next(queue)))
 
 
 def full_f1(name: str, seed: int, pool_size: int, held_out: int) -> float:

@@ -321,25 +321,39 @@ def update_project(ls_project_id: int, **fields: Any) -> dict[str, Any]:
 
 
 # --- Data Manager views -----------------------------------------------------------------------
+# Columns of the Data Manager an annotator working the queue does not need: hidden, the task's id, its
+# score and its data (the text) are what the tab shows (Label Studio lists data columns last: with all
+# seventeen shown the text started ~3,100 px to the right). A lead can show any again in the tab.
+QUEUE_HIDDEN_COLUMNS = [f"tasks:{name}" for name in (
+    "inner_id", "completed_at", "total_annotations", "cancelled_annotations", "total_predictions", "annotators",
+    "annotations_results", "annotations_ids", "predictions_model_versions", "predictions_results", "file_upload",
+    "storage_filename", "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists")]
+
+
 def queue_view_data(title: str) -> dict[str, Any]:
-    """A tab of unlabeled tasks, ascending score: the most informative first."""
+    """A tab of unlabeled tasks, ascending score: the most informative first; only id, score and data shown."""
     return {
         "title": title,
         "ordering": ["tasks:predictions_score"],
         "filters": {"conjunction": "and", "items": [dict(UNLABELED)]},
+        "hiddenColumns": {"explore": list(QUEUE_HIDDEN_COLUMNS), "labeling": list(QUEUE_HIDDEN_COLUMNS)},
     }
 
 
 def ensure_queue_view(ls_project_id: int, title: str) -> dict[str, Any]:
-    """The project's tab `title` as `queue_view_data` describes it: created, or repaired if edited."""
+    """The project's tab `title` as `queue_view_data` describes it: created, or repaired if its order or
+    filter was edited. Its columns are set when it is made (or when it has no column setting: made by an
+    older release); which columns a lead shows or hides after that stays theirs."""
     wanted = queue_view_data(title)
     for view in list_views(ls_project_id):
         data = view.get("data") or {}
         if data.get("title") != title:
             continue
-        if data.get("ordering") == wanted["ordering"] and _same_filters(data.get("filters"), wanted["filters"]):
+        if data.get("ordering") == wanted["ordering"] and _same_filters(data.get("filters"), wanted["filters"]) \
+                and "hiddenColumns" in data:
             return view
-        return save_view(ls_project_id, {**data, **wanted}, view_id=view["id"])
+        columns = {"hiddenColumns": data["hiddenColumns"]} if "hiddenColumns" in data else {}
+        return save_view(ls_project_id, {**data, **wanted, **columns}, view_id=view["id"])
     return save_view(ls_project_id, wanted)
 
 

@@ -33,6 +33,21 @@ def test_queue_view_is_created_once_and_repaired_when_edited(views):
     assert views[0]["data"] == label_studio.queue_view_data("Active learning queue")
 
 
+def test_queue_view_hides_what_an_annotator_does_not_need_and_leaves_a_leads_columns_alone(views):
+    label_studio.ensure_queue_view(7, "Active learning queue")
+    hidden = views[0]["data"]["hiddenColumns"]
+    assert "tasks:predictions_score" not in hidden["explore"] and "tasks:id" not in hidden["explore"]
+    assert {"tasks:total_annotations", "tasks:annotators", "tasks:predictions_results"} <= set(hidden["explore"])
+    views[0]["data"]["hiddenColumns"] = {"explore": ["tasks:inner_id"], "labeling": []}  # a lead shows more
+    views[0]["data"]["ordering"] = ["tasks:id"]
+    label_studio.ensure_queue_view(7, "Active learning queue")
+    assert views[0]["data"]["ordering"] == ["tasks:predictions_score"]
+    assert views[0]["data"]["hiddenColumns"] == {"explore": ["tasks:inner_id"], "labeling": []}
+    del views[0]["data"]["hiddenColumns"]  # a tab an older release made
+    label_studio.ensure_queue_view(7, "Active learning queue")
+    assert views[0]["data"]["hiddenColumns"] == hidden
+
+
 @pytest.fixture
 def no_wait(settings):
     settings.LABEL_STUDIO_RETRY_BACKOFF = 0.0

@@ -194,6 +194,22 @@ def test_a_lead_steers_the_loop_from_the_console_in_a_browser(label_studio, serv
             assert "succeeded" in page.locator(".field-recent_runs").inner_text().lower()
             page.screenshot(path=str(shots / "console-project.png"), full_page=True)
             assert static_failures == []
+
+            # Label Studio's own page: the service's queue tab shows the id, the score and the text, in sight.
+            queue = next(v for v in ls.api("GET", "/api/dm/views", params={"project": pid})
+                         if v["data"].get("title") == "Active learning queue")
+            page.goto(f"{ls.url}/user/login/")
+            page.fill("input[name=email]", ls.username)
+            page.fill("input[name=password]", ls.password)
+            _submit(page, "button[type=submit]")
+            assert "/user/login" not in page.url, page.url
+            page.goto(f"{ls.url}/projects/{pid}/data?tab={queue['id']}")
+            page.wait_for_load_state("networkidle")
+            text_header = page.get_by_text("text", exact=True).first
+            text_header.wait_for(timeout=30_000)
+            box = text_header.bounding_box()
+            page.screenshot(path=str(shots / "label-studio-queue-tab.png"))
+            assert box is not None and box["x"] < 700, box  # was ~3,100 px to the right with every column shown
         finally:
             browser.close()
 
