@@ -282,16 +282,25 @@ def model_versions(ls_project_id: int) -> dict[str, int]:
 
 
 def predictions_of(ls_project_id: int, versions: set[str], *, after_id: int,
-                   limit: int = 500) -> tuple[list[int], int | None]:
-    """The ids of predictions of these `versions` on the next `limit` tasks (by id, above
-    `after_id`, labeled or not, with predictions); and the last task id read, None past the end."""
+                   limit: int = 500, duplicates_of: str | None = None) -> tuple[list[int], int | None]:
+    """The ids of predictions of these `versions` on the next `limit` tasks (by id, above `after_id`,
+    labeled or not, with predictions); and the last task id read, None past the end.
+
+    With `duplicates_of`, also each task's predictions of that version beyond its first (the lowest
+    id): a task must hold one. Without `versions`, only tasks with two predictions or more are read.
+    """
+    least = 0 if versions else 1
     has_predictions = {"filter": "filter:tasks:total_predictions", "operator": "greater", "type": "Number",
-                       "value": 0}
+                       "value": least}
     body = _first_page(ls_project_id, [has_predictions, _id_filter("greater", after_id)], "tasks:id", limit=limit,
                        include="id,predictions", fields="all")
     tasks = body.get("tasks") or []
-    ids = [int(p["id"]) for task in tasks for p in task.get("predictions") or []
-           if isinstance(p, dict) and p.get("id") is not None and str(p.get("model_version") or "") in versions]
+    ids: list[int] = []
+    for task in tasks:
+        listed = [p for p in task.get("predictions") or [] if isinstance(p, dict) and p.get("id") is not None]
+        ids += [int(p["id"]) for p in listed if str(p.get("model_version") or "") in versions]
+        if duplicates_of is not None:
+            ids += sorted(int(p["id"]) for p in listed if str(p.get("model_version") or "") == duplicates_of)[1:]
     return ids, (int(tasks[-1]["id"]) if len(tasks) >= limit else None)
 
 

@@ -16,9 +16,11 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from backends import LabelConfigError, TaskDataError
-from orchestrator.gateways.label_studio import NOT_CONFIGURED, ForeignUrlError, LabelStudioError, is_configured
+from orchestrator.gateways import label_studio
+from orchestrator.gateways.label_studio import NOT_CONFIGURED, ForeignUrlError, LabelStudioError
 from orchestrator.learning import events, extra_params, predictions, projects, selectors, webhook_auth, webhooks
 from orchestrator.learning.model_cache import model_cache
+from orchestrator.learning.scoring import cleanup
 from orchestrator.mlbackend.auth import basic_auth_enabled, check_basic_auth
 
 logger = logging.getLogger(__name__)
@@ -119,7 +121,7 @@ def setup(request: HttpRequest) -> HttpResponse:
                        exc)
         raise
     request.alo_project, request.alo_version = project.ls_project_id, model_cache.announced_version(project)
-    if not is_configured():  # connected, but the loop cannot close: say so where operators look
+    if not label_studio.is_configured():  # connected, but the loop cannot close: say so where operators look
         logger.warning("setup_without_label_studio project=%s %s", project.ls_project_id, NOT_CONFIGURED)
     return json_response({"model_version": request.alo_version})
 
@@ -150,6 +152,11 @@ def predict(request: HttpRequest) -> HttpResponse:
     predictor = predictions.predictor_for_request(project_key=project_key, label_config=label_config, tasks=tasks)
     request.alo_project, request.alo_version = predictor.ls_project_id, predictor.version
     results = predictions.predict(predictor=predictor, tasks=tasks)
+    if len(tasks) > 1 and label_studio.is_configured():  # Retrieve predictions: it may have raced a push (cleanup.after_retrieve)
+        try:
+            cleanup.after_retrieve(predictor.project_pk)
+        except Exception:  # the answer stands; the next push's clean-up removes what this one would
+            logger.warning("retrieve_cleanup_not_requested project=%s", predictor.ls_project_id, exc_info=True)
     return json_response({"results": results})
 
 

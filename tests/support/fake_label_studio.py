@@ -120,11 +120,19 @@ class FakeLabelStudio:
         self.last_id += 1
         return self.last_id
 
-    def predictions_of(self, ls_project_id, versions, *, after_id, limit=500):
+    def predictions_of(self, ls_project_id, versions, *, after_id, limit=500, duplicates_of=None):
         for p in self.predictions:  # those a test appended by hand get theirs now
             p.setdefault("id", self._next_id())
-        tasks = sorted({p["task"] for p in self.predictions if p["task"] > after_id})[:limit]
+        counts: dict[int, int] = {}
+        for p in self.predictions:
+            counts[p["task"]] = counts.get(p["task"], 0) + 1
+        least = 1 if versions else 2
+        tasks = sorted(t for t, n in counts.items() if t > after_id and n >= least)[:limit]
         ids = [p["id"] for p in self.predictions if p["task"] in set(tasks) and p["model_version"] in versions]
+        if duplicates_of is not None:
+            for task in tasks:
+                ids += sorted(p["id"] for p in self.predictions
+                              if p["task"] == task and p["model_version"] == duplicates_of)[1:]
         return ids, (tasks[-1] if len(tasks) >= limit else None)
 
     def delete_prediction(self, prediction_id):

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from orchestrator import jobs
@@ -33,6 +33,11 @@ CLEANUP_RECHECK_SECONDS = 60.0
 CLEANUP_CHECKS = 30
 
 
+# Label Studio's Retrieve predictions answered while a push ran (or this soon after one): a clean-up is
+# asked for this long after the answer (Label Studio stores it once it has it) to remove the second
+# prediction of the tag a task may now hold.
+RETRIEVE_NEAR_PUSH_SECONDS = 600.0
+RETRIEVE_SETTLE_SECONDS = 30.0
 # A clean-up whose last slice ended longer ago than this (and that did not end) is asked for again.
 CLEANUP_STALLED_SECONDS = 300.0
 # The clock a slice's time is read on (a test drives its own).
@@ -52,6 +57,18 @@ def request_cleanup(project_pk: int, *, countdown: float = 0.0) -> None:
         row.finished_at = None
         row.save()
     jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, 0, 0, row.generation, countdown=countdown)
+
+
+def after_retrieve(project_pk: int) -> bool:
+    """A /predict of several tasks (Label Studio's Retrieve predictions) near a push: a task the push had not
+    reached yet when Label Studio skipped those with a prediction of the tag gets the push's one too. The
+    clean-up removes all but one per task; asked for here, after the push's own. Whether it was asked."""
+    near = timezone.now() - timedelta(seconds=RETRIEVE_NEAR_PUSH_SECONDS)
+    if not ScoringRun.objects.filter(project_id=project_pk).filter(
+            Q(status__in=ACTIVE) | Q(finished_at__gte=near)).exists():
+        return False
+    request_cleanup(project_pk, countdown=RETRIEVE_SETTLE_SECONDS)
+    return True
 
 
 def _hand_over(project_pk: int, generation: int, *, countdown: float = 0.0, attempt: int, after_id: int) -> bool:
@@ -110,11 +127,11 @@ def clean_up(project_pk: int, attempt: int = 0, after_id: int = 0, generation: i
                        after_id=after_id)
         return "after the running push"
     try:
-        stale = _stale_tags(project)
-        if not stale:
+        stale, serving_tag = _stale_tags(project)
+        deleted, cursor = delete_tags(ls_id, stale, after_id=after_id, duplicates_of=serving_tag)
+        if not stale and not deleted and cursor is None:
             _record(project_pk, generation, after_task=after_id, deleted=0, finished=True)
             return "clean"
-        deleted, cursor = delete_tags(ls_id, stale, after_id=after_id)
         current = _record(project_pk, generation, after_task=after_id if cursor is None else cursor, deleted=deleted,
                           finished=cursor is None)
         if cursor is not None:
@@ -131,22 +148,29 @@ def clean_up(project_pk: int, attempt: int = 0, after_id: int = 0, generation: i
                        after_id=after_id)
         return f"failed: {exc}"
     logger.info("scoring_old_tags_deleted project=%s tags=%s deleted=%s", ls_id, sorted(stale), deleted)
-    return f"deleted {sorted(stale)}"
+    return f"deleted {sorted(stale)}" if stale else f"deleted {deleted} second predictions of {serving_tag}"
 
 
-def _stale_tags(project: Project) -> set[str]:
-    """The service's tags with predictions in Label Studio that neither order the queue nor are being pushed."""
+def _stale_tags(project: Project) -> tuple[set[str], str | None]:
+    """The service's tags with predictions in Label Studio that neither order the queue nor are being pushed;
+    and the tag that orders the queue when it is the service's (None otherwise)."""
     ls_id = project.ls_project_id
     present = label_studio.model_versions(ls_id)
     in_label_studio = label_studio.get_project(ls_id)
     projects.remember_title(project, in_label_studio.get("title"))
     keep = {in_label_studio.get("model_version")}
     keep |= set(ScoringRun.objects.filter(project=project, status__in=ACTIVE).values_list("tag", flat=True))
-    return {tag for tag in present if tag in own_tags(project) and tag not in keep}
+    ours = own_tags(project)
+    current = in_label_studio.get("model_version")
+    return {tag for tag in present if tag in ours and tag not in keep}, (current if current in ours else None)
 
 
-def delete_tags(ls_id: int, tags: set[str], *, after_id: int = 0) -> tuple[int, int | None]:
-    """Delete the predictions of `tags` on the tasks above `after_id`, for CLEANUP_BUDGET_SECONDS at most.
+def delete_tags(ls_id: int, tags: set[str], *, after_id: int = 0,
+                duplicates_of: str | None = None) -> tuple[int, int | None]:
+    """Delete the predictions of `tags` on the tasks above `after_id`, for CLEANUP_BUDGET_SECONDS at most;
+    with `duplicates_of` (the tag that orders the queue), also a task's second prediction of it and any
+    after (Label Studio's Retrieve predictions during a push stores /predict's answer beside the push's).
+    Without `tags`, only tasks with two predictions or more are read.
 
     The time is read before every deletion, so a slice ends within one request of its budget
     (Label Studio may take a second a deletion while annotators save). Returns how many went,
@@ -163,7 +187,8 @@ def delete_tags(ls_id: int, tags: set[str], *, after_id: int = 0) -> tuple[int, 
 
     with ThreadPoolExecutor(CLEANUP_THREADS, thread_name_prefix="cleanup") as pool:
         while True:
-            ids, last = label_studio.predictions_of(ls_id, tags, after_id=cursor, limit=CLEANUP_PAGE)
+            ids, last = label_studio.predictions_of(ls_id, tags, after_id=cursor, limit=CLEANUP_PAGE,
+                                                    duplicates_of=duplicates_of)
             outcomes = list(pool.map(delete, ids))
             deleted += sum(1 for outcome in outcomes if outcome)
             if None in outcomes:
