@@ -286,8 +286,10 @@ def predictions_of(ls_project_id: int, versions: set[str], *, after_id: int,
     """The ids of predictions of these `versions` on the next `limit` tasks (by id, above `after_id`,
     labeled or not, with predictions); and the last task id read, None past the end.
 
-    With `duplicates_of`, also each task's predictions of that version beyond its first (the lowest
-    id): a task must hold one. Without `versions`, only tasks with two predictions or more are read.
+    With `duplicates_of`, also each task's predictions of that version but its newest (the highest id:
+    racing a push, Label Studio stores Retrieve predictions' answer as soon as it has it, and the push
+    imports the task later, with the score of its order). Without `versions`, only tasks with two
+    predictions or more are read.
     """
     least = 0 if versions else 1
     has_predictions = {"filter": "filter:tasks:total_predictions", "operator": "greater", "type": "Number",
@@ -300,7 +302,7 @@ def predictions_of(ls_project_id: int, versions: set[str], *, after_id: int,
         listed = [p for p in task.get("predictions") or [] if isinstance(p, dict) and p.get("id") is not None]
         ids += [int(p["id"]) for p in listed if str(p.get("model_version") or "") in versions]
         if duplicates_of is not None:
-            ids += sorted(int(p["id"]) for p in listed if str(p.get("model_version") or "") == duplicates_of)[1:]
+            ids += sorted(int(p["id"]) for p in listed if str(p.get("model_version") or "") == duplicates_of)[:-1]
     return ids, (int(tasks[-1]["id"]) if len(tasks) >= limit else None)
 
 

@@ -132,7 +132,7 @@ class FakeLabelStudio:
         if duplicates_of is not None:
             for task in tasks:
                 ids += sorted(p["id"] for p in self.predictions
-                              if p["task"] == task and p["model_version"] == duplicates_of)[1:]
+                              if p["task"] == task and p["model_version"] == duplicates_of)[:-1]
         return ids, (tasks[-1] if len(tasks) >= limit else None)
 
     def delete_prediction(self, prediction_id):

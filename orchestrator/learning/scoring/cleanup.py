@@ -168,8 +168,8 @@ def _stale_tags(project: Project) -> tuple[set[str], str | None]:
 def delete_tags(ls_id: int, tags: set[str], *, after_id: int = 0,
                 duplicates_of: str | None = None) -> tuple[int, int | None]:
     """Delete the predictions of `tags` on the tasks above `after_id`, for CLEANUP_BUDGET_SECONDS at most;
-    with `duplicates_of` (the tag that orders the queue), also a task's second prediction of it and any
-    after (Label Studio's Retrieve predictions during a push stores /predict's answer beside the push's).
+    with `duplicates_of` (the tag that orders the queue), also all but the newest of a task's predictions of
+    it (Label Studio's Retrieve predictions during a push stores /predict's answer beside the push's).
     Without `tags`, only tasks with two predictions or more are read.
 
     The time is read before every deletion, so a slice ends within one request of its budget

@@ -179,21 +179,22 @@ def test_retrieve_predictions_during_a_push_leaves_each_task_one_prediction_of_t
         trained_sms_project, fake_ls, queued_runs, jobs_sent, client):
     """Label Studio's Retrieve predictions skips tasks holding a prediction of the tag; racing a push, a task the
     push had not reached gets /predict's answer and then the push's. The /predict of several tasks asks for a
-    clean-up, which keeps one per task (the first) and never touches another model's."""
+    clean-up, which keeps one per task (the newest) and never touches another model's."""
     from django.utils import timezone
 
     project, version = trained_sms_project
     run = score_now(project)
     del jobs_sent.run_at_once[jobs.CLEAN_UP_PREDICTIONS]
     asked = jobs_sent.watch(jobs.CLEAN_UP_PREDICTIONS, lambda job: (job.args, job.countdown))
-    retrieved = [{"task": t, "model_version": run.tag, "score": 0.5, "result": []} for t in (5, 6, 7)]
+    # Stored before the push reached the tasks (a lower id than the push's), which came last.
+    retrieved = [{"task": t, "model_version": run.tag, "score": 0.5, "result": [], "id": -t} for t in (5, 6, 7)]
     fake_ls.predictions += retrieved + [{"task": 5, "model_version": "someone else's model", "score": 0.1, "result": []}]
     answer = client.post("/predict", {"tasks": [{"id": 5, "data": {"text": "hi"}}, {"id": 6, "data": {"text": "yo"}}],
                                       "project": f"{project.ls_project_id}.1"}, content_type="application/json")
     assert answer.status_code == 200 and asked == [((project.pk, 0, 0, 2), cleanup.RETRIEVE_SETTLE_SECONDS)]
     assert cleanup.clean_up(*asked[0][0]) == f"deleted 3 second predictions of {run.tag}"
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
-    assert all(p not in fake_ls.predictions for p in retrieved)  # the push's came first and stays
+    assert all(p not in fake_ls.predictions for p in retrieved)  # the push's, the newest, stays
     assert any(p["model_version"] == "someone else's model" for p in fake_ls.predictions)
     # Far from any push, a Retrieve asks for nothing; one task (a task opened) never does.
     ScoringRun.objects.filter(project=project).update(finished_at=timezone.now() - timezone.timedelta(hours=1))
