@@ -118,7 +118,7 @@ class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
         """
         body = s.TrainSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        event = training_schedule.request_training(self.get_object(),
+        event = training_schedule.request_training(self.get_object(), source="api",
                                                    even_if_unchanged=body.validated_data["even_if_unchanged"])
         return Response({"detail": "training asked for", "event": event.pk}, status=status.HTTP_202_ACCEPTED)
 

@@ -11,14 +11,21 @@ from orchestrator.learning.project_keys import parse_project_key
 from orchestrator.sqlite_turns import write_turn
 
 # The service's own events: annotations changed in Label Studio without a webhook (RECONCILE),
-# and the console's "train now, even if unchanged". A webhook never records these.
-RECONCILE, TRAIN_FORCED = "RECONCILE", "TRAIN_FORCED"
+# train now from the console or the API, each also "even if unchanged" (the *_FORCED ones).
+# A webhook never records these.
+RECONCILE = "RECONCILE"
+TRAIN_CONSOLE, TRAIN_FORCED = "TRAIN_CONSOLE", "TRAIN_FORCED"
+TRAIN_API, TRAIN_API_FORCED = "TRAIN_API", "TRAIN_API_FORCED"
+# Who asked for a training, by the event that asks (the run's trigger); and which ask for it even on
+# the annotations the latest version learned.
+ASKED_BY = {"START_TRAINING": "start_training", "TRAIN": "start_training", TRAIN_CONSOLE: "console",
+            TRAIN_FORCED: "console", TRAIN_API: "api", TRAIN_API_FORCED: "api"}
+REPEAT_ACTIONS = frozenset({TRAIN_FORCED, TRAIN_API_FORCED})
 # Events that change what a model should learn; the training loop acts on these.
 TRAINING_EVENTS = frozenset(
-    {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING",
-     "TRAIN", RECONCILE, TRAIN_FORCED}
+    {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", RECONCILE, *ASKED_BY}
 )
-OWN_ACTIONS = frozenset({RECONCILE, TRAIN_FORCED})
+OWN_ACTIONS = frozenset({RECONCILE, TRAIN_CONSOLE, TRAIN_FORCED, TRAIN_API, TRAIN_API_FORCED})
 
 
 class EventError(ValueError):

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 TRAINING_TRIGGER_MEANINGS = (
-    ("start_training", "Label Studio's Start Training, or train now in the console or the API"),
-    ("forced", "train now even on the annotations the latest version learned (console or API)"),
+    ("start_training", "Label Studio's Start Training (or its legacy /train)"),
+    ("console", "the console's Train now (with even if unchanged, also on the annotations the latest version "
+                "learned)"),
+    ("api", "POST /api/projects/{id}/train/ (with even_if_unchanged, also on the annotations the latest "
+            "version learned)"),
     ("annotations", "the policy's retrain_every annotations arrived"),
     ("quiet", "annotations arrived, then the policy's quiet_seconds passed"),
     ("manual", "manage.py train_project"),

@@ -99,10 +99,10 @@ def test_train_score_cancel_and_retry_through_the_api(api, trained_sms_project, 
     url = f"/api/projects/{project.ls_project_id}"
     trained = api.post(f"{url}/train/")
     assert trained.status_code == 202
-    assert WebhookEvent.objects.get(pk=body(trained)["event"]).action == "START_TRAINING"
+    assert WebhookEvent.objects.get(pk=body(trained)["event"]).action == "TRAIN_API"  # its runs' trigger: api
     assert any(job.task == jobs.CHECK_TRAINING for job in jobs_sent)
     again = api.post(f"{url}/train/", {"even_if_unchanged": True}, content_type="application/json")
-    assert again.status_code == 202 and WebhookEvent.objects.get(pk=body(again)["event"]).action == "TRAIN_FORCED"
+    assert again.status_code == 202 and WebhookEvent.objects.get(pk=body(again)["event"]).action == "TRAIN_API_FORCED"
     wrong = api.post(f"{url}/train/", {"even_if_unchanged": "perhaps"}, content_type="application/json")
     assert wrong.status_code == 400 and body(wrong)["field"] == "even_if_unchanged"
     scored = api.post(f"{url}/score/")
@@ -147,7 +147,7 @@ def test_the_schema_validates_and_its_pages_render(api):
         enum = schema["components"]["schemas"][trigger["allOf"][0]["$ref"].rsplit("/", 1)[1]] if "allOf" in trigger \
             else trigger
         assert enum["enum"] == [value for value, _ in meanings], (name, enum)
-        assert "forced: train now even on" in str(trigger) + str(enum) or name == "ScoringRun"
+        assert "api: POST /api/projects/{id}/train/" in str(trigger) + str(enum) or name == "ScoringRun"
     assert api.get("/api/schema/").status_code == 200
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger-ui" in docs.content

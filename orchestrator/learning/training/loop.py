@@ -28,11 +28,11 @@ from orchestrator.learning.training.schedule import POLL_SECONDS, decide, pendin
 logger = logging.getLogger(__name__)
 
 # Triggers a person asked for: they train whatever the policy's minimum or the data say.
-ASKED = frozenset({"start_training", "manual", "forced"})
-# ... of which these train even on the annotations the latest version learned (the console's
-# "even if unchanged", the command line): Start Training comes through /webhook, which anyone
-# who can reach the service could call.
-REPEATS = frozenset({"manual", "forced"})
+ASKED = frozenset({"start_training", "console", "api", "manual"})
+# Training even on the annotations the latest version learned: the command line always, the console
+# and the API when asked "even if unchanged" (the pending events say); never Start Training alone,
+# which comes through /webhook, which anyone who can reach the service could call.
+REPEATS = frozenset({"manual"})
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,10 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped", f"{len(dataset.examples)} usable "
                            f"annotations; the policy trains from {policy.min_annotations}")
         latest = _latest_trained(project)
-        if trigger not in REPEATS and latest is not None and latest.data_digest == dataset.digest:
+        repeat = trigger in REPEATS or pending.repeat
+        if not repeat and latest is not None and latest.data_digest == dataset.digest:
             again = (" (to train on them again: the console's Train now, even if unchanged)"
-                     if trigger == "start_training" else "")
+                     if trigger in ASKED else "")
             return _finish(run, TrainingRun.Status.SKIPPED, "skipped",
                            f"the annotations are the ones {latest.version} learned{again}")
         serving = project.serving_version if project.serving_version_id else None

@@ -18,11 +18,20 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestrator import jobs
-from orchestrator.learning.events import TRAIN_FORCED, TRAINING_EVENTS, TrainingSchedule
+from orchestrator.learning.events import (
+    ASKED_BY,
+    REPEAT_ACTIONS,
+    TRAIN_API,
+    TRAIN_API_FORCED,
+    TRAIN_CONSOLE,
+    TRAIN_FORCED,
+    TRAINING_EVENTS,
+    TrainingSchedule,
+)
 from orchestrator.learning.models import Project, TrainingPolicy, WebhookEvent
 from orchestrator.sqlite_turns import write_turn
 
-FORCE_ACTIONS = frozenset({"START_TRAINING", "TRAIN", TRAIN_FORCED})
+FORCE_ACTIONS = frozenset(ASKED_BY)
 # While changes are pending but not yet due, look again at least this often.
 POLL_SECONDS = 2.0
 
@@ -33,8 +42,9 @@ class Pending:
 
     events: int = 0
     changes: int = 0  # annotation ids they name (at least one per event)
-    forced: bool = False  # START_TRAINING or the legacy /train among them
-    repeat: bool = False  # the console's "even if unchanged" among them
+    forced: bool = False  # an ask to train among them (Start Training, the legacy /train, the console, the API)
+    asked_by: str = ""  # the first ask's trigger (events.ASKED_BY)
+    repeat: bool = False  # "even if unchanged" (console or API) among them
     last_at: datetime | None = None
     through_id: int = 0
 
@@ -51,7 +61,7 @@ def decide(policy: TrainingPolicy, pending: Pending, now: datetime) -> Decision:
     if pending.events == 0:
         return Decision(train=False)
     if pending.forced:
-        return Decision(train=True, trigger="forced" if pending.repeat else "start_training")
+        return Decision(train=True, trigger=pending.asked_by)
     if not policy.auto_train:
         return Decision(train=False)
     if policy.retrain_every and pending.changes >= policy.retrain_every:
@@ -72,15 +82,18 @@ def pending_of(project: Project, through_id: int | None = None) -> Pending:
         rows = rows.filter(pk__lte=through_id)
     count = changes = 0
     forced = repeat = False
+    asked_by = ""
     last_at, last_id = None, 0
-    for pk, action, ids, received_at in rows.values_list("pk", "action", "annotation_ids", "received_at").iterator():
+    for pk, action, ids, received_at in rows.order_by("pk").values_list("pk", "action", "annotation_ids",
+                                                                        "received_at").iterator():
         count += 1
         changes += max(1, len(ids or ()))
-        forced = forced or action in FORCE_ACTIONS
-        repeat = repeat or action == TRAIN_FORCED
+        if action in FORCE_ACTIONS and not forced:
+            forced, asked_by = True, ASKED_BY[action]
+        repeat = repeat or action in REPEAT_ACTIONS
         last_at = received_at if last_at is None or received_at > last_at else last_at
         last_id = max(last_id, pk)
-    return Pending(events=count, changes=changes, forced=forced, repeat=repeat, last_at=last_at,
+    return Pending(events=count, changes=changes, forced=forced, asked_by=asked_by, repeat=repeat, last_at=last_at,
                    through_id=last_id)
 
 
@@ -132,11 +145,14 @@ def on_event(event: WebhookEvent, known: TrainingSchedule | None = None) -> None
         request_check(event.project_id, delay=delay, scheduled=scheduled)
 
 
-def request_training(project: Project, *, even_if_unchanged: bool = False) -> WebhookEvent:
-    """The console's "train now": recorded as a Start Training event, so it coalesces with
-    the annotation events pending and trains even with automatic training off. On the
+def request_training(project: Project, *, even_if_unchanged: bool = False, source: str = "console") -> WebhookEvent:
+    """Train now, from the console or the API (`source`: the run's trigger): recorded as an event, so it
+    coalesces with the annotation events pending and trains even with automatic training off. On the
     annotations the latest version learned it trains only `even_if_unchanged`."""
-    action = TRAIN_FORCED if even_if_unchanged else "START_TRAINING"
+    if source not in ("console", "api"):
+        raise ValueError(f"unknown source {source!r}: console or api")
+    action = {("console", False): TRAIN_CONSOLE, ("console", True): TRAIN_FORCED, ("api", False): TRAIN_API,
+              ("api", True): TRAIN_API_FORCED}[source, even_if_unchanged]
     event = WebhookEvent.objects.create(project=project, ls_project_id=project.ls_project_id, action=action)
     on_event(event)
     return event

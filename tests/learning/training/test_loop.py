@@ -50,8 +50,9 @@ def test_unchanged_annotations_do_not_make_a_new_version_unless_asked(sms_projec
     asked = train_on(sms_project, trigger="start_training", tasks=edited).run
     assert asked.status == TrainingRun.Status.SKIPPED and "p7-v2" in asked.detail and "Train now" in asked.detail
     assert schedule.pending_of(sms_project).events == 0
-    forced = train_on(sms_project, trigger="forced", tasks=edited)
-    assert forced.outcome == "trained"
+    webhook_event(sms_project, action="TRAIN_FORCED")  # the console's Train now, even if unchanged
+    forced = train_on(sms_project, trigger="console", tasks=edited)
+    assert forced.outcome == "trained" and forced.run.trigger == "console"
     assert ModelVersion.objects.filter(project=sms_project).count() == 3
 
 

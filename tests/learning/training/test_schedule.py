@@ -15,9 +15,9 @@ from tests.factories import training_policy, webhook_event
 T0 = timezone.now()
 
 
-def pending(events=1, changes=None, forced=False, age=0.0) -> Pending:
+def pending(events=1, changes=None, forced=False, age=0.0, asked_by="start_training") -> Pending:
     return Pending(events=events, changes=events if changes is None else changes, forced=forced,
-                   last_at=T0 - timedelta(seconds=age), through_id=events)
+                   asked_by=asked_by if forced else "", last_at=T0 - timedelta(seconds=age), through_id=events)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,8 @@ def pending(events=1, changes=None, forced=False, age=0.0) -> Pending:
         ({}, pending(forced=True), Decision(train=True, trigger="start_training")),
         ({"auto_train": False}, pending(events=500), Decision(train=False)),
         ({"auto_train": False}, pending(forced=True), Decision(train=True, trigger="start_training")),
+        ({"auto_train": False}, pending(forced=True, asked_by="api"), Decision(train=True, trigger="api")),
+        ({}, pending(forced=True, asked_by="console"), Decision(train=True, trigger="console")),
         ({}, pending(events=25), Decision(train=True, trigger="annotations")),
         ({}, pending(events=3, changes=30), Decision(train=True, trigger="annotations")),  # a bulk delete
         ({}, pending(events=3, age=20.0), Decision(train=True, trigger="quiet")),
@@ -84,3 +86,17 @@ def test_a_broker_outage_loses_no_event(sms_project, monkeypatch, jobs_sent):
     sms_project.refresh_from_db()
     assert sms_project.training_check_at is None  # so the next event or reconciliation asks again
     assert schedule.pending_of(sms_project).events == 1
+
+
+def test_who_asked_to_train_names_the_run_and_even_if_unchanged_is_a_flag_beside_it(sms_project):
+    """The first ask among the pending events names the run (Label Studio's Start Training, the console, the
+    API); "even if unchanged" from either of ours is a flag, not a trigger of its own."""
+    webhook_event(sms_project)  # an annotation
+    webhook_event(sms_project, action="TRAIN_API_FORCED")
+    webhook_event(sms_project, action="START_TRAINING")
+    found = schedule.pending_of(sms_project)
+    assert (found.forced, found.asked_by, found.repeat) == (True, "api", True)
+    event = schedule.request_training(sms_project)
+    assert event.action == "TRAIN_CONSOLE"
+    with pytest.raises(ValueError, match="unknown source"):
+        schedule.request_training(sms_project, source="somewhere")
