@@ -6,6 +6,7 @@ Plain Django views with orjson rather than DRF: Label Studio waits on these (1 s
 from __future__ import annotations
 
 import functools
+import re
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +31,27 @@ def json_response(data: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
 
 
+# The longest reason phrase a refusal's status line carries (Label Studio shows the whole line).
+REASON_CHARS = 400
+
+
 def error(status: int, detail: str) -> HttpResponse:
-    return json_response({"status": status, "detail": detail}, status=status)
+    """A 4xx whose JSON names the problem, and whose status line does too: Label Studio shows its user only
+    the status line of a refused call ("422 Client Error: <reason> for url: …/setup"), never the body."""
+    response = json_response({"status": status, "detail": detail}, status=status)
+    response.reason_phrase = reason_phrase(detail)
+    return response
+
+
+def reason_phrase(detail: str, limit: int = REASON_CHARS) -> str:
+    """`detail` as an HTTP reason phrase: one line of Latin-1 text (what a status line can carry), cut at `limit`.
+    Tag names lose their angle brackets: Label Studio's page renders the line as HTML (`<Text>` would vanish)."""
+    line = " ".join(str(detail).split())
+    line = re.sub(r"<(/?[A-Za-z][\w.-]*)( [^<>]*)?/?>", r"\1", line).replace("<", "(").replace(">", ")")
+    line = line.translate({0x2014: "-", 0x2013: "-", 0x2026: "...", 0x2018: "'", 0x2019: "'", 0x201C: '"',
+                           0x201D: '"'})
+    line = "".join(c if 32 <= ord(c) < 127 or 160 <= ord(c) < 256 else "?" for c in line)
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 class BadRequest(Exception):

@@ -215,6 +215,10 @@ def test_setup_with_an_unsupported_config_names_the_tags(client):
     assert status == 422
     assert "RectangleLabels" in answer["detail"] and "Image" in answer["detail"]
     assert "text classification" in answer["detail"].lower()
+    # Label Studio shows its user the status line only (as HTML): the reason is there, tags without brackets.
+    line = client.post("/setup", orjson.dumps(body), content_type="application/json").reason_phrase
+    assert "found controls: RectangleLabels" in line and "objects: Image" in line and "<" not in line, line
+    assert line.isascii() and "\n" not in line and len(line) <= 400
 
 
 def test_setup_with_two_choices_on_text_is_refused_naming_both(client):

@@ -4,6 +4,8 @@ Everything is driven through Label Studio's own API, as a user's clicks would.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import SMS_CONFIG, sms_rows
@@ -119,5 +121,47 @@ def test_an_unsupported_label_config_is_refused_at_connect_with_the_reason(label
     with pytest.raises(LabelStudioAPIError) as refused:
         ls.api("POST", "/api/ml", json={"project": project["id"], "url": service.url, "title": "AL"})
     assert refused.value.status == 400
-    # Label Studio relays only that /setup failed; the service's own answer names the tags.
-    assert "setup" in str(refused.value.body).lower() or "422" in str(refused.value.body)
+    # Label Studio relays only the status line of /setup's answer: the service's carries the reason.
+    said = str(refused.value.body)
+    assert "422 Client Error" in said and "RectangleLabels" in said and "Choices" in said, said
+
+
+def test_a_refused_connect_shows_its_reason_in_label_studios_own_page(label_studio, service, tmp_path):
+    """Connect Model in Label Studio's settings, in Chromium: the refusal it shows names the tags the
+    service cannot learn and what it learns (the status line of /setup's answer is all it shows)."""
+    import os
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.integration.test_admin_pages import CHROMIUM, CHROMIUM_ARGS
+
+    ls = label_studio
+    shots = Path(os.environ.get("ALO_TEST_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    config = ('<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img">'
+              '<Label value="car"/></RectangleLabels></View>')
+    project = ls.api("POST", "/api/projects", json={"title": "boxes in the UI", "label_config": config})
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{ls.url}/user/login/")
+            page.fill("input[name=email]", ls.username)
+            page.fill("input[name=password]", ls.password)
+            with page.expect_navigation(wait_until="load"):
+                page.click("button[type=submit]")
+            page.goto(f"{ls.url}/projects/{project['id']}/settings/ml")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(shots / "label-studio-model-settings.png"))
+            page.get_by_text("Connect Model", exact=True).first.click()
+            page.fill("input[name=title]", "AL")
+            page.fill("input[name=url]", service.url)
+            page.get_by_text("Validate and Save", exact=True).click()
+            shown = page.get_by_text(re.compile("RectangleLabels")).first
+            shown.wait_for(timeout=30_000)
+            page.screenshot(path=str(shots / "label-studio-connect-refused.png"))
+            said = shown.inner_text()
+            assert "422 Client Error" in said and "found controls: RectangleLabels" in said and "Image" in said, said
+        finally:
+            browser.close()
