@@ -394,6 +394,7 @@ class WebhookEvent(models.Model):
 
 # The annotation store's, task mirror's, clean-up's and serving history's tables: modules of their own.
 from orchestrator.learning.cleanup_models import PredictionCleanup  # noqa: E402, F401
+from orchestrator.learning.refusal_models import RefusedConnection  # noqa: E402, F401
 from orchestrator.learning.serving_models import ServingHistory  # noqa: E402, F401
 from orchestrator.learning.store_models import (  # noqa: E402, F401
     AnnotationStoreState, MirroredTask, StoredAnnotation, StoredTask, TaskMirrorState)

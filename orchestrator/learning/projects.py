@@ -5,6 +5,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from backends import backend_for, parse_label_config
@@ -17,7 +18,7 @@ from orchestrator.learning.extra_params import (
     policy_from,
     strategy_from,
 )
-from orchestrator.learning.models import Project, ScoringPolicy, TrainingPolicy
+from orchestrator.learning.models import Project, RefusedConnection, ScoringPolicy, TrainingPolicy
 from orchestrator.learning.project_keys import ProjectKeyError, parse_project_key, shown
 from orchestrator.learning.scoring import runs as scoring_runs
 
@@ -60,6 +61,7 @@ def setup_project(
                 project = Project.objects.create(ls_project_id=ls_project_id, last_setup_at=timezone.now(), **wanted)
                 TrainingPolicy.objects.create(project=project, **(policy or {}))
                 ScoringPolicy.objects.create(project=project, **(scoring_policy or {}))
+            RefusedConnection.objects.filter(ls_project_id=ls_project_id).delete()  # connected now
             scoring_runs.request_cold_start(project)  # the queue ordered before the first model
             webhook_auth.request_ensure(project.pk)
             annotation_store.request_sync(project.pk)  # its annotations read once, before the first training
@@ -112,15 +114,21 @@ def remember_title(project: Project, title: Any) -> None:
         project.title = title
 
 
-def record_setup_refusal(*, project_key: Any, reason: str) -> Project | None:
-    """A refused /setup: keep its reason on the project (the console shows it) if the project is
-    known. Label Studio shows its user only "400 Client Error"; this is where the reason goes."""
+def record_setup_refusal(*, project_key: Any, reason: str, hostname: str = "") -> Project | None:
+    """A refused /setup: its reason kept on the project if it is known, else as a refused connection
+    (the console lists both until a /setup of the project is accepted). Returns the known project."""
     try:
         ls_project_id = parse_project_key(project_key)
     except ProjectKeyError:
         return None
     project = Project.objects.filter(ls_project_id=ls_project_id).first()
+    now = timezone.now()
     if project is not None:
-        Project.objects.filter(pk=project.pk).update(last_setup_error=reason[:5000],
-                                                     last_setup_error_at=timezone.now())
-    return project
+        Project.objects.filter(pk=project.pk).update(last_setup_error=reason[:5000], last_setup_error_at=now)
+        return project
+    row, created = RefusedConnection.objects.get_or_create(ls_project_id=ls_project_id, defaults={
+        "reason": reason[:5000], "hostname": (hostname or "")[:500], "refused_at": now})
+    if not created:
+        RefusedConnection.objects.filter(pk=row.pk).update(reason=reason[:5000], hostname=(hostname or "")[:500],
+                                                           refused_at=now, times=F("times") + 1)
+    return None

@@ -134,7 +134,8 @@ def setup(request: HttpRequest) -> HttpResponse:
         )
     except REFUSALS as exc:
         # Label Studio shows its user only "400 Client Error": the reason goes to the log and the console.
-        known = projects.record_setup_refusal(project_key=body["project"], reason=str(exc))
+        known = projects.record_setup_refusal(project_key=body["project"], reason=str(exc),
+                                              hostname=str(body.get("hostname") or ""))
         key = body["project"]
         logger.warning("setup_refused project=%s known=%s reason=%s",
                        key if isinstance(key, str) and len(key) <= 64 else projects.shown(key), known is not None,

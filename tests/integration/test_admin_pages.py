@@ -81,6 +81,35 @@ def test_the_admin_names_the_serving_version_and_each_runs_push_tag(pushed_proje
     page.screenshot(path=str(shots / "admin-versions.png"), full_page=True)
 
 
+def test_a_refused_connection_is_on_the_projects_page_until_the_project_connects(pushed_project, browser_page):
+    """A Label Studio project whose Connect was refused has no project row: the projects page says so, with the
+    reason, and lists every refusal on its own page; once a /setup of it is accepted, it is gone."""
+    import requests
+
+    from tests.conftest import SMS_CONFIG, recorded
+
+    page, url, shots = browser_page
+    body = {**recorded("setup")["body"], "project": "41.1700000000", "schema": (
+        '<View><Image name="img" value="$image"/><RectangleLabels name="box" toName="img">'
+        '<Label value="car"/></RectangleLabels></View>')}
+    for _ in range(2):
+        assert requests.post(f"{url}/setup", json=body, timeout=30).status_code == 422
+    page.goto(f"{url}/admin/learning/project/")
+    said = page.locator("ul.messagelist li.warning").inner_text()
+    assert "Label Studio project 41" in said and "found controls: <RectangleLabels" in said, said
+    page.screenshot(path=str(shots / "admin-projects-refused.png"), full_page=True)
+    page.click("text=all refused connections")
+    row = page.locator("#result_list tbody tr").first
+    assert "RectangleLabels" in row.inner_text() and row.locator(".field-times").inner_text().strip() == "2"
+    page.screenshot(path=str(shots / "admin-refused-connections.png"), full_page=True)
+
+    connected = requests.post(f"{url}/setup", json={**body, "schema": SMS_CONFIG}, timeout=30)
+    assert connected.status_code == 200
+    page.goto(f"{url}/admin/learning/project/")
+    assert page.locator("ul.messagelist li.warning").count() == 0
+    assert page.locator("#result_list tbody tr:has-text('41')").count() == 1  # connected: a project now
+
+
 def test_a_read_only_account_sees_every_page_and_no_act(pushed_project, live_server, tmp_path):
     """A lead who may watch but not steer (the four view permissions): the lists and the project
     page read as for an operator, with no act offered and no connect link."""

@@ -16,8 +16,22 @@ from django.utils.html import format_html, format_html_join
 from orchestrator.console.charts import learning_curve_svg
 from orchestrator.gateways import label_studio, label_studio_console
 from orchestrator.learning import access, projects, selectors, steering, versions
-from orchestrator.learning.admin.common import Steering, _metric, estimate_text, progress_bar, strategy_choices
-from orchestrator.learning.models import ModelVersion, Project, ScoringPolicy, ScoringRun, TrainingPolicy
+from orchestrator.learning.admin.common import (
+    ReadOnlyAdmin,
+    Steering,
+    _metric,
+    estimate_text,
+    progress_bar,
+    strategy_choices,
+)
+from orchestrator.learning.models import (
+    ModelVersion,
+    Project,
+    RefusedConnection,
+    ScoringPolicy,
+    ScoringRun,
+    TrainingPolicy,
+)
 from orchestrator.learning.scoring import runs
 from orchestrator.learning.scoring.cleanup import own_tags
 from orchestrator.learning.training import schedule as training_schedule
@@ -156,6 +170,14 @@ class ModelVersionInline(admin.TabularInline):
         return _metric(version, "macro_f1")
 
 
+@admin.register(RefusedConnection)
+class RefusedConnectionAdmin(ReadOnlyAdmin):
+    """Label Studio projects whose Connect was refused before any connected: each goes once one connects."""
+
+    list_display = ("ls_project_id", "reason", "hostname", "times", "refused_at")
+    search_fields = ("ls_project_id", "reason")
+
+
 @admin.register(Project)
 class ProjectAdmin(Steering, admin.ModelAdmin):
     form = ProjectForm
@@ -191,6 +213,16 @@ class ProjectAdmin(Steering, admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
         extra = {"can_steer": self.has_steer_permission(request), **(extra_context or {})}
+        refused = list(RefusedConnection.objects.order_by("-refused_at")[:5])
+        if refused and request.method == "GET":  # projects that tried to connect are not listed below: say so
+            more = RefusedConnection.objects.count() - len(refused)
+            self.message_user(request, format_html(
+                "Refused connections (not in this list): {}{} — <a href='{}'>all refused connections</a>",
+                format_html_join("; ", "Label Studio project {} at {}: {}", (
+                    (r.ls_project_id, timezone.localtime(r.refused_at).strftime("%Y-%m-%d %H:%M"), r.reason[:300])
+                    for r in refused)),
+                f" and {more} more" if more > 0 else "", reverse("admin:learning_refusedconnection_changelist")),
+                messages.WARNING)
         return super().changelist_view(request, extra_context=extra)
 
     def get_urls(self):
