@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +39,39 @@ def test_compose_file_has_the_production_services():
     assert web_env["DATABASE_URL"].startswith("postgresql://")
     assert web_env["CELERY_BROKER_URL"].startswith("redis://")
     assert web_env["MLFLOW_TRACKING_URI"].startswith("http://mlflow")
+
+
+@pytest.mark.integration
+def test_compose_mlflow_starts_on_its_postgresql_store_with_the_services_own_packages(tmp_path):
+    """The compose file's MLflow runs from the service's image (these packages) on the PostgreSQL store its
+    command names: really started here, on a real PostgreSQL, a run logged and read back."""
+    import mlflow
+
+    from tests.support.mlflow_server import MlflowServer
+    from tests.support.postgres import PostgresServer, find_bindir
+
+    try:
+        find_bindir()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mlflow_service = compose["services"]["mlflow"]
+    assert mlflow_service["image"] == compose["services"]["web"]["image"]  # our image: it has the driver
+    uri = mlflow_service["command"].split("--backend-store-uri ")[1].split()[0]
+    scheme = uri.split("://")[0]
+    assert scheme == "postgresql+psycopg"
+    postgres = PostgresServer(tmp_path / "pg").start()
+    server = None
+    try:
+        store = postgres.database_url.replace("postgresql://", f"{scheme}://")
+        server = MlflowServer(tmp_path / "mlflow", backend_store_uri=store).start()
+        mlflow.set_tracking_uri(server.url)
+        experiment = mlflow.set_experiment("compose-check")
+        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+            mlflow.log_metric("audit_macro_f1", 0.9)
+        assert mlflow.get_run(run.info.run_id).data.metrics == {"audit_macro_f1": 0.9}
+    finally:
+        if server is not None:
+            server.stop()
+        postgres.stop()
+        mlflow.set_tracking_uri(None)

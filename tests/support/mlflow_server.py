@@ -1,4 +1,4 @@
-"""`mlflow server` on a free loopback port with a SQLite store and served artifacts."""
+"""`mlflow server` on a free loopback port with a SQLite store (or the one given) and served artifacts."""
 from __future__ import annotations
 
 import os
@@ -13,8 +13,9 @@ from tests.support.processes import ManagedProcess, free_port, wait_until
 
 class MlflowServer:
     def __init__(self, data_dir: Union[str, os.PathLike[str]], port: Optional[int] = None,
-                 startup_timeout: float = 90.0) -> None:
+                 startup_timeout: float = 90.0, backend_store_uri: Optional[str] = None) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.backend_store_uri = backend_store_uri
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.process: Optional[ManagedProcess] = None
@@ -28,7 +29,7 @@ class MlflowServer:
         self.process = ManagedProcess(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.data_dir / 'mlflow.db'}",
+             "--backend-store-uri", self.backend_store_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}",
              "--artifacts-destination", str(self.data_dir / "artifacts")],
             log_path=self.data_dir / "mlflow-server.log", name="mlflow-server", cwd=self.data_dir,
         )
