@@ -14,7 +14,10 @@ Reported per dataset: the share of rounds whose held-out F1 lies inside the 90% 
 mean and worst |estimate - held-out| from 300 labels on, and labels (audit labels counted) to 95%
 of the full-data F1 with the audit share and without it (the reference, same run, same seeds).
 
-    python bench/quality_estimate.py [--datasets sms,ag_news] [--seeds 3] [--share 0.1] [--max-labels 600]
+    python bench/quality_estimate.py [--datasets sms,ag_news] [--seeds 3] [--share 0.1] [--max-labels 600] [--no-cv]
+
+Rounds of one seed share its audit sample, so their errors are correlated: coverage needs many seeds
+(each one audit draw) to mean anything.
 """
 from __future__ import annotations
 
@@ -49,14 +52,21 @@ AG_CONFIG = ('<View><Text name="text" value="$text"/><Choices name="label" toNam
              '<Choice value="1"/><Choice value="2"/><Choice value="3"/><Choice value="4"/></Choices></View>')
 CONFIGS = {"sms": SMS_CONFIG, "ag_news": AG_CONFIG}
 BATCH, SEED_LABELS, STOP_SET, FROM = 20, 20, 1000, 300
+WITH_CV = True
 
 
-def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, held_out: int):
+def split(name: str, seed: int, pool_size: int, held_out: int):
+    """The dataset's texts and labels, the seed's generator, its pool and its stratified held-out set."""
     texts, y = DATASETS[name]()
     y = np.array([str(v) for v in y], dtype=object)
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(texts), size=pool_size + held_out, replace=False)
     pool, test = train_test_split(pick, test_size=held_out, stratify=y[pick], random_state=seed)
+    return texts, y, rng, pool, test
+
+
+def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, held_out: int):
+    texts, y, rng, pool, test = split(name, seed, pool_size, held_out)
     backend = backend_for(CONFIGS[name], features="tfidf+glove")
     test_texts = [texts[i] for i in test]
     # The audit sample as the service draws it (learning/audit.py): tasks whose stable uniform draw is below
@@ -75,7 +85,7 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
         model = backend.fit(train_examples)
         held = f1_score(y[test], [backend.labels[j] for j in model.predict_proba(test_texts).argmax(1)],
                         average="macro")
-        cv = evaluate(backend, train_examples).get("macro_f1")
+        cv = evaluate(backend, train_examples).get("macro_f1") if WITH_CV else None
         row = {"labels": len(labeled) + len(audit), "held_out": held, "cv": cv}
         if audit:
             truth = quality.one_hot([(y[i],) for i in audit], backend.labels)
@@ -100,11 +110,7 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
 
 
 def full_f1(name: str, seed: int, pool_size: int, held_out: int) -> float:
-    texts, y = DATASETS[name]()
-    y = np.array([str(v) for v in y], dtype=object)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(texts), size=pool_size + held_out, replace=False)
-    pool, test = train_test_split(pick, test_size=held_out, stratify=y[pick], random_state=seed)
+    texts, y, _, pool, test = split(name, seed, pool_size, held_out)
     backend = backend_for(CONFIGS[name], features="tfidf+glove")
     model = backend.fit([Example(text=texts[i], labels=(y[i],)) for i in pool])
     return f1_score(y[test], [backend.labels[j] for j in model.predict_proba([texts[i] for i in test]).argmax(1)],
@@ -123,7 +129,10 @@ def main() -> None:
     parser.add_argument("--max-labels", type=int, default=600)
     parser.add_argument("--pool", type=int, default=3000)
     parser.add_argument("--held-out", type=int, default=1000)
+    parser.add_argument("--no-cv", action="store_true", help="skip the cross-validated estimate (5 fits a round)")
     args = parser.parse_args()
+    global WITH_CV
+    WITH_CV = not args.no_cv
     print(f"audit share {args.share}, rounds of {BATCH}, margin, tfidf+glove, {args.seeds} seeds, "
           f"pool {args.pool}, held out {args.held_out}")
     print("| dataset | estimate | rounds in 90% interval | mean abs err from 300 | worst abs err from 300 | "
@@ -137,6 +146,8 @@ def main() -> None:
         all_rows = [r for rows, *_ in runs for r in rows]
         for key in ("cv", "audit", "ppi"):
             scored = [r for r in all_rows if r.get(key) is not None]
+            if not scored:
+                continue
             late = [r for r in scored if r["labels"] >= FROM]
             if key == "cv":
                 inside = "-"

@@ -20,7 +20,7 @@ import requests
 from tests.conftest import sms_rows
 from tests.integration.conftest import ROOT, print_log_tail
 from tests.integration.test_admin_pages import CHROMIUM, CHROMIUM_ARGS
-from tests.integration.test_label_studio_e2e import create_project
+from tests.integration.test_label_studio_e2e import create_project, log_in
 from tests.integration.test_training_loop_e2e import import_annotated
 from tests.support.processes import ManagedProcess, free_port, group_exists, wait_until
 
@@ -198,11 +198,7 @@ def test_a_lead_steers_the_loop_from_the_console_in_a_browser(label_studio, serv
             # Label Studio's own page: the service's queue tab shows the id, the score and the text, in sight.
             queue = next(v for v in ls.api("GET", "/api/dm/views", params={"project": pid})
                          if v["data"].get("title") == "Active learning queue")
-            page.goto(f"{ls.url}/user/login/")
-            page.fill("input[name=email]", ls.username)
-            page.fill("input[name=password]", ls.password)
-            _submit(page, "button[type=submit]")
-            assert "/user/login" not in page.url, page.url
+            log_in(page, ls)
             page.goto(f"{ls.url}/projects/{pid}/data?tab={queue['id']}")
             page.wait_for_load_state("networkidle")
             text_header = page.get_by_text("text", exact=True).first

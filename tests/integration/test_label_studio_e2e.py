@@ -30,6 +30,16 @@ def annotate(ls, task, label):
     })
 
 
+def log_in(page, ls) -> None:
+    """Log a Chromium page into Label Studio's own UI as the test user."""
+    page.goto(f"{ls.url}/user/login/")
+    page.fill("input[name=email]", ls.username)
+    page.fill("input[name=password]", ls.password)
+    with page.expect_navigation(wait_until="load"):
+        page.click("button[type=submit]")
+    assert "/user/login" not in page.url, page.url
+
+
 def predictions_of(ls, project_id, task_ids):
     found = ls.api("GET", "/api/predictions", params={"project": project_id})
     return [p for p in found if p["task"] in set(task_ids)]
@@ -146,11 +156,7 @@ def test_a_refused_connect_shows_its_reason_in_label_studios_own_page(label_stud
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{ls.url}/user/login/")
-            page.fill("input[name=email]", ls.username)
-            page.fill("input[name=password]", ls.password)
-            with page.expect_navigation(wait_until="load"):
-                page.click("button[type=submit]")
+            log_in(page, ls)
             page.goto(f"{ls.url}/projects/{project['id']}/settings/ml")
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(shots / "label-studio-model-settings.png"))
