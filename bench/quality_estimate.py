@@ -76,7 +76,10 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
     designated = set(audit_order)
     stop = sorted(rng.choice(pool, size=min(STOP_SET, len(pool) // 3), replace=False).tolist())
     stop_texts = [texts[i] for i in stop]
-    labeled = [int(i) for i in rng.choice([i for i in pool if i not in designated], size=SEED_LABELS, replace=False)]
+    candidates = [int(i) for i in rng.permutation([i for i in pool if i not in designated])]
+    labeled = candidates[:SEED_LABELS]
+    while len({y[i] for i in labeled}) < 2:  # (SMS: 20 random texts can all be ham) one more until both show
+        labeled.append(candidates[len(labeled)])
     audit: list[int] = []
     every = int(round(1 / share)) if share > 0 else 0
     rows = []
