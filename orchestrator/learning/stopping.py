@@ -91,6 +91,12 @@ def stop_texts(project: Project) -> tuple[int, list[str]] | None:
     return row[0], orjson.loads(zlib.decompress(bytes(row[1])))["texts"]
 
 
+def stop_ids(project: Project) -> list[int]:
+    """The task ids of the project's stop set, in the order of `stop_texts` (empty before one was drawn)."""
+    row = StopSet.objects.filter(project=project).values_list("data", flat=True).first()
+    return [] if row is None else [int(i) for i in orjson.loads(zlib.decompress(bytes(row)))["ids"]]
+
+
 def predictions_bytes(labels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(labels), allow_pickle=False)

@@ -19,6 +19,7 @@ class Dataset:
     """Training examples read from Label Studio, and which annotations (at which revision) made them."""
 
     examples: list[Example] = field(default_factory=list)  # what a version trains on
+    task_ids: list[int] = field(default_factory=list)  # the tasks of `examples` (none when tasks have no id)
     audit: list[Example] = field(default_factory=list)  # the audit sample's labels: held out, to measure on
     annotation_ids: list[int] = field(default_factory=list)
     digest: str = ""  # equal digests: same config, same annotations, same revisions
@@ -62,8 +63,10 @@ def examples_from_tasks(backend: TextClassificationBackend, tasks: Iterable[Mapp
     texts = backend.texts([task for task, _ in chosen], fetch, threads=settings.URL_FETCH_THREADS)
     held_out = (audit_of([int(task["id"]) for task, _ in chosen]) if audit_of is not None and chosen
                 else [False] * len(chosen))
-    for text, (_, labels), audited in zip(texts, chosen, held_out):
+    for text, (task, labels), audited in zip(texts, chosen, held_out):
         (dataset.audit if audited else dataset.examples).append(Example(text=text, labels=labels))
+        if not audited and isinstance(task.get("id"), int):
+            dataset.task_ids.append(task["id"])
     hasher = hashlib.sha256(backend.config.digest.encode())
     for revision in sorted(revisions):
         hasher.update(b"\n" + revision.encode())

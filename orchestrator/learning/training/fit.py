@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -177,6 +177,19 @@ def _stop_set_agreement(version: ModelVersion, backend: TextClassificationBacken
     return timer("stop_set", compare), probabilities
 
 
+def unseen(project: Project, population: np.ndarray | None, trained_ids: Collection[int]) -> np.ndarray | None:
+    """The rows of stop-set probabilities whose tasks the model did not train on: on a task it learned,
+    a model is surer than on the tasks the audit sample stands for, and the imputation would lean."""
+    if population is None or not trained_ids:
+        return population
+    ids = stopping.stop_ids(project)
+    if len(ids) != len(population):
+        return population
+    trained = set(trained_ids)
+    keep = np.array([i not in trained for i in ids], dtype=bool)
+    return population[keep]
+
+
 def audit_estimate(backend: TextClassificationBackend, model, audit: Sequence[Example],
                    population: np.ndarray | None) -> dict[str, float]:
     """The unbiased macro-F1 estimate on the audit sample's labels (backends/quality.py), with the
@@ -189,7 +202,7 @@ def audit_estimate(backend: TextClassificationBackend, model, audit: Sequence[Ex
     return found.as_metrics() if found is not None else {}
 
 
-def _hold_stop_while_rising(version: ModelVersion, audit: Sequence[Example]) -> None:
+def _hold_stop_while_rising(version: ModelVersion, audit: Sequence[Example], trained_ids: Collection[int] = ()) -> None:
     """The stopping rule says the versions agree; the audit sample may say the model still gets
     better: when the new version's estimate is surely above the one `stopping.WINDOW` versions back
     (the 90% interval of their paired difference wholly above zero), the suggestion is held back."""
@@ -199,7 +212,7 @@ def _hold_stop_while_rising(version: ModelVersion, audit: Sequence[Example]) -> 
     ).exclude(pk=version.pk).order_by("-created_at", "-pk").defer("stop_predictions")[:stopping.WINDOW])
     if len(earlier) < stopping.WINDOW:
         return
-    comparison = promotion.compare_on_audit(version, earlier[-1], audit)
+    comparison = promotion.compare_on_audit(version, earlier[-1], audit, trained_ids)
     if comparison is None or comparison.low <= 0:
         return
     version.stop_suggested = False
@@ -222,11 +235,12 @@ def annotations_digest(annotation_ids: Sequence[int]) -> str:
 def train_model_version(
     *, project: Project, examples: Sequence[Example], annotation_ids: Sequence[int] = (), data_digest: str = "",
     promote: bool = True, on_created: Callable[[ModelVersion], None] | None = None,
-    timer: PhaseTimer | None = None, audit: Sequence[Example] = (),
+    timer: PhaseTimer | None = None, audit: Sequence[Example] = (), trained_ids: Collection[int] = (),
 ) -> ModelVersion:
     """Fit, evaluate, log and register one model version; with `promote`, serve it (and push it).
 
-    `audit`: the audit sample's labels (never trained on): the version's unbiased estimate (`audit_*`).
+    `audit`: the audit sample's labels (never trained on): the version's unbiased estimate (`audit_*`);
+    `trained_ids`: the tasks of `examples`, whose stop-set probabilities the estimate leaves out.
 
     Where `evaluation_waits`, the version is registered with its label counts only; with `promote`
     it is measured once it serves, otherwise the caller does (`evaluate_served`) when it wants.
@@ -257,7 +271,8 @@ def train_model_version(
             metrics["committee_size"] = float(len(members))
         agreed, population = _stop_set_agreement(version, backend, model, timer)
         if audit:
-            metrics.update(timer("audit", lambda: audit_estimate(backend, model, audit, population)))
+            metrics.update(timer("audit", lambda: audit_estimate(
+            backend, model, audit, unseen(version.project, population, trained_ids))))
         tracked = dict(metrics)
         if agreed is not None:
             if agreed.kappa is not None:
@@ -297,7 +312,7 @@ def train_model_version(
     version.save()
     model_cache.put_model(registered.uri, model)
     if version.stop_suggested and audit:
-        timer("audit", lambda: _hold_stop_while_rising(version, audit))
+        timer("audit", lambda: _hold_stop_while_rising(version, audit, trained_ids))
     logger.info("model_trained project=%s version=%s metrics=%s stop_kappa=%s stop_suggested=%s",
                 project.ls_project_id, version.version, metrics, version.stop_kappa, version.stop_suggested)
     if promote:

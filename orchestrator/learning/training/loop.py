@@ -167,13 +167,13 @@ def _train(project: Project, *, trigger: str, owner: str) -> CheckResult:
             version = train_model_version(project=project, examples=dataset.examples,
                                           annotation_ids=dataset.annotation_ids, data_digest=dataset.digest,
                                           promote=False, on_created=lambda v: _attach(run, v), timer=timer,
-                                          audit=dataset.audit)
+                                          audit=dataset.audit, trained_ids=dataset.task_ids)
         finally:
             run.timings = timer.rounded()
         run.model_version = version
         _stop_if_cancelled(run)
         run.promoted, why = promotion.promote_if_allowed(version=version, policy=policy, serving=serving,
-                                                         audit=dataset.audit)
+                                                         audit=dataset.audit, trained_ids=dataset.task_ids)
         if evaluation_waits(project, len(dataset.examples)):  # measured now that it serves (large sets)
             evaluate_served(version, dataset.examples, timer)
             run.timings = timer.rounded()

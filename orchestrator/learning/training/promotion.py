@@ -10,7 +10,7 @@ set is not used: the queue picks hard tasks, so it falls as the models get bette
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from django.db import transaction
 
@@ -43,10 +43,11 @@ def should_promote(policy: TrainingPolicy, comparison: quality.Comparison | None
     return True, ""
 
 
-def compare_on_audit(version: ModelVersion, serving: ModelVersion | None,
-                     audit: Sequence[Example]) -> quality.Comparison | None:
-    """`version`'s macro-F1 minus `serving`'s on the audit labels and the stop set; None without audit
-    labels, or when the two learned different label configs or either model cannot be loaded."""
+def compare_on_audit(version: ModelVersion, serving: ModelVersion | None, audit: Sequence[Example],
+                     trained_ids: Collection[int] = ()) -> quality.Comparison | None:
+    """`version`'s macro-F1 minus `serving`'s on the audit labels and the stop set's tasks outside
+    `trained_ids` (the new version's training tasks); None without audit labels, or when the two learned
+    different label configs or either model cannot be loaded."""
     if serving is None or not audit or not serving.model_uri or not version.model_uri \
             or serving.label_config_digest != version.label_config_digest:
         return None
@@ -62,6 +63,10 @@ def compare_on_audit(version: ModelVersion, serving: ModelVersion | None,
     texts = [e.text for e in audit]
     found = stopping.stop_texts(project)
     population = found[1] if found is not None else None
+    if population and trained_ids:
+        trained, ids = set(trained_ids), stopping.stop_ids(project)
+        if len(ids) == len(population):
+            population = [text for i, text in zip(ids, population) if i not in trained]
     return quality.compare(
         quality.one_hot([e.labels for e in audit], backend.labels), new.predict_proba(texts), old.predict_proba(texts),
         new.predict_proba(population) if population else None, old.predict_proba(population) if population else None,
@@ -69,9 +74,9 @@ def compare_on_audit(version: ModelVersion, serving: ModelVersion | None,
 
 
 def promote_if_allowed(*, version: ModelVersion, policy: TrainingPolicy, serving: ModelVersion | None,
-                       audit: Sequence[Example] = ()) -> tuple[bool, str]:
+                       audit: Sequence[Example] = (), trained_ids: Collection[int] = ()) -> tuple[bool, str]:
     """Serve `version` if the policy lets it replace `serving` (compared on the audit labels); whether, and why."""
-    comparison = (compare_on_audit(version, serving, audit)
+    comparison = (compare_on_audit(version, serving, audit, trained_ids)
                   if policy.promotion == TrainingPolicy.Promotion.IF_NOT_WORSE else None)
     promote, why = should_promote(policy, comparison, serving=serving is not None)
     if promote:

@@ -146,3 +146,27 @@ def test_the_stop_suggestion_waits_while_the_audit_sample_says_the_model_still_g
     fit._hold_stop_while_rising(again, audit)
     again.refresh_from_db()
     assert again.stop_suggested and "stop_held_by_audit" not in again.metrics
+
+
+def test_the_estimate_imputes_only_on_stop_set_tasks_the_model_did_not_train_on(sms_project):
+    """On a task it learned a model is surer than on the tasks the audit stands for: those rows leave the
+    imputation (and the dataset says which tasks trained)."""
+    import zlib
+
+    import orjson
+
+    from backends import backend_for
+    from orchestrator.learning.models import StopSet
+    from orchestrator.learning.training import fit
+    from orchestrator.learning.training.dataset import examples_from_tasks
+    from tests.factories import ls_tasks
+
+    StopSet.objects.create(project=sms_project, size=10, data=zlib.compress(orjson.dumps(
+        {"ids": list(range(1, 11)), "texts": [f"text {i}" for i in range(1, 11)]})))
+    population = np.arange(20, dtype=float).reshape(10, 2)
+    dataset = examples_from_tasks(backend_for(sms_project.label_config), ls_tasks(sms_rows(12)),
+                                  audit_of=lambda ids: [i % 4 == 0 for i in ids])
+    assert dataset.task_ids == [i for i in range(1, 13) if i % 4] and len(dataset.audit) == 3
+    kept = fit.unseen(sms_project, population, dataset.task_ids)
+    assert kept.tolist() == population[[3, 7]].tolist()  # tasks 4 and 8: audit tasks, never trained on
+    assert fit.unseen(sms_project, population, ()) is population
