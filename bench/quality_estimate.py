@@ -94,7 +94,8 @@ def run(name: str, seed: int, share: float, max_labels: int, pool_size: int, hel
             truth = quality.one_hot([(y[i],) for i in audit], backend.labels)
             audit_p = model.predict_proba([texts[i] for i in audit])
             row["audit"] = quality.estimate(truth, audit_p, seed=seed)
-            pool_p = model.predict_proba(stop_texts)
+            trained = set(labeled)  # as the service: no imputation on a task the model learned (fit.unseen)
+            pool_p = model.predict_proba([t for i, t in zip(stop, stop_texts) if i not in trained])
             row["ppi"] = quality.estimate(truth, audit_p, pool_p, seed=seed)
         rows.append(row)
         if row["labels"] >= max_labels:
