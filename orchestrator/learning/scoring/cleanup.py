@@ -67,7 +67,9 @@ def after_retrieve(project_pk: int) -> bool:
     if not ScoringRun.objects.filter(project_id=project_pk).filter(
             Q(status__in=ACTIVE) | Q(finished_at__gte=near)).exists():
         return False
-    request_cleanup(project_pk, countdown=RETRIEVE_SETTLE_SECONDS)
+    # Generation 0: whichever clean-up is the latest when it runs. (A numbered one would be replaced by the
+    # push's own, asked for when the push ends, which may run before Label Studio stored the Retrieve's.)
+    jobs.enqueue(jobs.CLEAN_UP_PREDICTIONS, project_pk, 0, 0, 0, countdown=RETRIEVE_SETTLE_SECONDS)
     return True
 
 

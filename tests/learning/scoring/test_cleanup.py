@@ -191,8 +191,13 @@ def test_retrieve_predictions_during_a_push_leaves_each_task_one_prediction_of_t
     fake_ls.predictions += retrieved + [{"task": 5, "model_version": "someone else's model", "score": 0.1, "result": []}]
     answer = client.post("/predict", {"tasks": [{"id": 5, "data": {"text": "hi"}}, {"id": 6, "data": {"text": "yo"}}],
                                       "project": f"{project.ls_project_id}.1"}, content_type="application/json")
-    assert answer.status_code == 200 and asked == [((project.pk, 0, 0, 2), cleanup.RETRIEVE_SETTLE_SECONDS)]
-    assert cleanup.clean_up(*asked[0][0]) == f"deleted 3 second predictions of {run.tag}"
+    # Generation 0 (the latest when it runs): the push's own clean-up, asked for later, cannot replace it.
+    assert answer.status_code == 200 and asked == [((project.pk, 0, 0, 0), cleanup.RETRIEVE_SETTLE_SECONDS)]
+    cleanup.request_cleanup(project.pk)  # a push ends after the Retrieve was answered: its clean-up runs first
+    assert cleanup.clean_up(*asked[-1][0]) == f"deleted 3 second predictions of {run.tag}"
+    late = [{"task": t, "model_version": run.tag, "score": 0.5, "result": [], "id": -t} for t in (8, 9)]
+    fake_ls.predictions += late  # stored by Label Studio after that clean-up; the Retrieve's, 30 s on, still runs
+    assert cleanup.clean_up(*asked[0][0]) == f"deleted 2 second predictions of {run.tag}"
     assert fake_ls.tags_per_unlabeled_task(run.tag) == {1: 2500}
     assert all(p not in fake_ls.predictions for p in retrieved)  # the push's, the newest, stays
     assert any(p["model_version"] == "someone else's model" for p in fake_ls.predictions)
@@ -201,4 +206,4 @@ def test_retrieve_predictions_during_a_push_leaves_each_task_one_prediction_of_t
     assert not cleanup.after_retrieve(project.pk)
     client.post("/predict", {"tasks": [{"id": 5, "data": {"text": "hi"}}, {"id": 6, "data": {"text": "yo"}}],
                              "project": f"{project.ls_project_id}.1"}, content_type="application/json")
-    assert len(asked) == 1
+    assert len(asked) == 2  # the two above: nothing new
